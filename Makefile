@@ -1,0 +1,46 @@
+# Doorstep — two commands: `make run` and `make test`. Everything else is set up on the way.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+FLASK  := $(BIN)/flask --app app
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test setup deps translations browser db clean
+
+run: setup db
+	$(FLASK) crm seed-demo
+	@echo ""
+	@echo "Doorstep on http://127.0.0.1:5000 — demo logins (password 'demo'):"
+	@echo "  head (sales head) · sup1 sup2 sup3 (supervisors) · agent1 … agent12 (agents)"
+	@echo "  fin1 fin2 (finance) · admin (IT)"
+	@echo ""
+	$(FLASK) run --host 127.0.0.1 --port 5000
+
+test: setup browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: deps translations
+
+deps: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+translations: deps
+	$(BIN)/pybabel compile --use-fuzzy -d translations -f -q
+
+db: deps
+	$(FLASK) db upgrade
+
+# Browser tests drive Debian's chromium through Playwright for Python.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+clean:
+	rm -rf $(VENV) instance/doorstep.db* .pytest_cache

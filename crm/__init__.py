@@ -1,0 +1,1 @@
+"""People, field work and money."""

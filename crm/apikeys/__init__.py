@@ -1,0 +1,1 @@
+"""API keys for integrations: stored hashed, shown once, scoped, revocable."""

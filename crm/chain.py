@@ -1,0 +1,331 @@
+"""Append-only, hash-chained tables: the mechanism shared by the audit log and the ledger.
+
+Each row carries a gap-free ``position``, the previous row's hash and its own
+hash: SHA-256 over the previous hash (32 bytes) and a lean canonical encoding
+of the row. The database refuses UPDATE, DELETE and out-of-order INSERTs
+(``guard_ddl``); the ORM refuses them earlier (``install_orm_guard``); and
+``verify`` recomputes every link so a row edited behind the triggers' back is
+found at its position. A published head ``POS:HEX`` catches even a chain that
+was rewritten and re-hashed from the start.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import BigInteger, String, event, select, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+ZERO_HASH = "0" * 64
+#: ``pg_advisory_xact_lock`` key taken by every chain writer ("Doorstep" in ASCII, 63 bits).
+CHAIN_LOCK_KEY = 0x446F6F7273746570 & 0x7FFFFFFFFFFFFFFF
+HEAD_RE = re.compile(r"^(\d+):([0-9a-fA-F]{64})$")
+
+
+class AppendOnlyError(RuntimeError):
+    """Somebody tried to change or remove a chained row."""
+
+
+class ChainConflict(ValueError):
+    """An idempotency key was replayed with different data; names the field."""
+
+    def __init__(self, key: str, field: str):
+        super().__init__(f"{key}: replay differs in {field}")
+        self.key = key
+        self.field = field
+
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(name: str):
+    """Class decorator: make a chained model reachable as ``flask ledger verify`` target ``name``."""
+
+    def decorator(cls):
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def registered(name: str):
+    return _REGISTRY.get(name)
+
+
+class ChainMixin:
+    """Columns every chained table has. Subclasses list their hashed columns."""
+
+    #: Columns that go into the hash besides position and prev_hash, in any order.
+    __chain_fields__: ClassVar[tuple[str, ...]] = ()
+    #: Columns that may legitimately differ on an idempotent replay.
+    __replay_ignore__: ClassVar[tuple[str, ...]] = ("recorded_at",)
+
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    idempotency_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+    def chain_values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__chain_fields__}
+
+
+# --- pure part: encoding and hashing ------------------------------------------------
+
+
+def _encode(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime in a chained row")
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__} in a chained row")
+
+
+def canonical(position: int, idempotency_key: str, values: dict[str, Any]) -> bytes:
+    """Sorted-key compact JSON, UTF-8: the bytes that are hashed."""
+    doc = {name: _encode(v) for name, v in values.items()}
+    doc["position"] = position
+    doc["idempotency_key"] = idempotency_key
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def link_hash(prev_hash: str, payload: bytes) -> str:
+    return hashlib.sha256(bytes.fromhex(prev_hash) + payload).hexdigest()
+
+
+def parse_head(value: str) -> tuple[int, str]:
+    """``"POS:HEX"`` → ``(pos, hex)``; raises ValueError on anything else."""
+    match = HEAD_RE.match(value.strip())
+    if not match:
+        raise ValueError("expected POS:HEX with a 64-digit hex hash")
+    return int(match.group(1)), match.group(2).lower()
+
+
+def format_head(position: int, hash_: str) -> str:
+    return f"{position}:{hash_}"
+
+
+# --- writing -------------------------------------------------------------------------
+
+
+def lock_chains(session: Session) -> None:
+    """Become the single chain writer until the transaction ends.
+
+    PostgreSQL: a transaction advisory lock. SQLite: the write transaction was
+    begun with ``BEGIN IMMEDIATE`` (see ``crm.database``), which already is the lock.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
+    elif bind.dialect.name == "sqlite":
+        from crm.database import write_intent  # the begin hook lives there
+
+        if not write_intent.get():
+            raise RuntimeError("chain write in a read-only (deferred) SQLite transaction")
+
+
+def head(session: Session, model) -> tuple[int, str]:
+    """Position and hash of the last row, ``(0, ZERO_HASH)`` for an empty chain."""
+    row = session.execute(
+        select(model.position, model.hash).order_by(model.position.desc()).limit(1)
+    ).first()
+    return (row[0], row[1]) if row else (0, ZERO_HASH)
+
+
+def append(session: Session, entry: ChainMixin):
+    """Link ``entry`` after the current head, flush it, and return it.
+
+    A replay of an existing idempotency key with the same values returns the
+    stored row; with different values it raises ``ChainConflict``.
+    """
+    model = type(entry)
+    lock_chains(session)
+    existing = session.execute(
+        select(model).where(model.idempotency_key == entry.idempotency_key)
+    ).scalar_one_or_none()
+    if existing is not None:
+        new_values = entry.chain_values()
+        for name, old in existing.chain_values().items():
+            if name in model.__replay_ignore__:
+                continue
+            if old != new_values[name]:
+                raise ChainConflict(entry.idempotency_key, name)
+        return existing
+    last_pos, last_hash = head(session, model)
+    entry.position = last_pos + 1
+    entry.prev_hash = last_hash
+    entry.hash = link_hash(last_hash, canonical(entry.position, entry.idempotency_key, entry.chain_values()))
+    session.add(entry)
+    session.flush([entry])
+    return entry
+
+
+# --- checking ------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    count: int
+    head_position: int
+    head_hash: str
+    broken_at: int | None = None
+    reason: str | None = None
+
+    def line(self, name: str) -> str:
+        if self.ok:
+            return f"{name} ok: {self.count} entries, head {self.head_hash}"
+        return f"{name} broken at {self.broken_at}: {self.reason}"
+
+
+def verify(session: Session, model, expect: tuple[int, str] | None = None, batch: int = 5000) -> VerifyResult:
+    """Recompute every link in position order; stop at the first broken one."""
+    fields = model.__chain_fields__
+    columns = [model.position, model.idempotency_key, model.prev_hash, model.hash]
+    columns += [getattr(model, name) for name in fields]
+    stmt = select(*columns).order_by(model.position).execution_options(yield_per=batch)
+    expected_pos, prev, count = 1, ZERO_HASH, 0
+
+    def broken(at: int, reason: str) -> VerifyResult:
+        return VerifyResult(False, count, expected_pos - 1, prev, at, reason)
+
+    for row in session.execute(stmt):
+        position, key, prev_hash, stored_hash = row[0], row[1], row[2], row[3]
+        if position != expected_pos:
+            return broken(expected_pos, f"entry missing (next stored position is {position})")
+        if prev_hash != prev:
+            return broken(position, "previous hash does not match the entry before it")
+        values = dict(zip(fields, row[4:]))
+        if link_hash(prev, canonical(position, key, values)) != stored_hash:
+            return broken(position, "hash does not match the entry's content")
+        if expect is not None and position == expect[0] and stored_hash != expect[1]:
+            return broken(position, f"hash differs from the published head {format_head(*expect)}")
+        prev, count, expected_pos = stored_hash, count + 1, expected_pos + 1
+    if expect is not None and expect[0] > count:
+        return broken(expect[0], f"published head is beyond the last entry ({count})")
+    return VerifyResult(True, count, count, prev)
+
+
+# --- guards --------------------------------------------------------------------------
+
+
+def install_orm_guard() -> None:
+    """Refuse ORM updates, deletes and bulk statements on chained tables (idempotent)."""
+    if event.contains(Session, "before_flush", _refuse_changes):
+        return
+    event.listen(Session, "before_flush", _refuse_changes)
+    event.listen(Session, "do_orm_execute", _refuse_bulk)
+
+
+def _refuse_changes(session, flush_context, instances):
+    for obj in session.deleted:
+        if isinstance(obj, ChainMixin):
+            raise AppendOnlyError(f"{type(obj).__tablename__} is append-only: delete refused")
+    for obj in session.dirty:
+        if isinstance(obj, ChainMixin) and session.is_modified(obj):
+            raise AppendOnlyError(f"{type(obj).__tablename__} is append-only: update refused")
+
+
+def _chained_tables() -> set[str]:
+    return {cls.__tablename__ for cls in _all_subclasses(ChainMixin) if hasattr(cls, "__tablename__")}
+
+
+def _all_subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _all_subclasses(sub)
+
+
+def _refuse_bulk(state):
+    if not (state.is_update or state.is_delete):
+        return
+    table = getattr(state.statement, "table", None)
+    names = {m.class_.__tablename__ for m in state.all_mappers if issubclass(m.class_, ChainMixin)}
+    if table is not None and getattr(table, "name", None) in _chained_tables():
+        names.add(table.name)
+    if names:
+        raise AppendOnlyError(f"{', '.join(sorted(names))} is append-only: bulk statement refused")
+
+
+_PG_FUNCTIONS = [
+    """
+CREATE OR REPLACE FUNCTION doorstep_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = '23001';
+END
+$$
+""",
+    """
+CREATE OR REPLACE FUNCTION doorstep_chain_insert_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    last_pos bigint;
+    last_hash text;
+BEGIN
+    EXECUTE format('SELECT position, hash FROM %I.%I ORDER BY position DESC LIMIT 1',
+                   TG_TABLE_SCHEMA, TG_TABLE_NAME)
+        INTO last_pos, last_hash;
+    IF NEW.position IS DISTINCT FROM COALESCE(last_pos, 0) + 1 THEN
+        RAISE EXCEPTION '%: position must be last+1', TG_TABLE_NAME USING ERRCODE = '23001';
+    END IF;
+    IF NEW.prev_hash IS DISTINCT FROM COALESCE(last_hash, repeat('0', 64)) THEN
+        RAISE EXCEPTION '%: prev_hash must equal the last hash', TG_TABLE_NAME USING ERRCODE = '23001';
+    END IF;
+    RETURN NEW;
+END
+$$
+""",
+]
+
+
+def guard_ddl(table: str, dialect: str) -> list[str]:
+    """The statements that make ``table`` append-only on ``dialect``.
+
+    Used by migrations: never change what this returns for an existing table;
+    add a new migration instead.
+    """
+    if dialect == "sqlite":
+        return [
+            f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: UPDATE refused'); END",
+            f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: DELETE refused'); END",
+            f"CREATE TRIGGER {table}_insert_guard BEFORE INSERT ON {table} BEGIN "
+            f"SELECT RAISE(ABORT, '{table}: position must be last+1') "
+            f"WHERE NEW.position IS NOT (SELECT COALESCE(MAX(position), 0) + 1 FROM {table}); "
+            f"SELECT RAISE(ABORT, '{table}: prev_hash must equal the last hash') "
+            f"WHERE NEW.prev_hash IS NOT COALESCE("
+            f"(SELECT hash FROM {table} ORDER BY position DESC LIMIT 1), '{ZERO_HASH}'); "
+            f"SELECT RAISE(ABORT, '{table}: idempotency key exists') "
+            f"WHERE EXISTS (SELECT 1 FROM {table} WHERE idempotency_key = NEW.idempotency_key); "
+            f"END",
+        ]
+    if dialect == "postgresql":
+        stmts = list(_PG_FUNCTIONS)
+        for name, timing in (
+            ("no_update", "BEFORE UPDATE ON {t} FOR EACH ROW EXECUTE FUNCTION doorstep_append_only()"),
+            ("no_delete", "BEFORE DELETE ON {t} FOR EACH ROW EXECUTE FUNCTION doorstep_append_only()"),
+            ("no_truncate", "BEFORE TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION doorstep_append_only()"),
+            ("insert_guard", "BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION doorstep_chain_insert_guard()"),
+        ):
+            stmts.append(f"CREATE TRIGGER {table}_{name} " + timing.format(t=table))
+            stmts.append(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_{name}")
+        return stmts
+    raise ValueError(f"unsupported database: {dialect}")
+
+
+def drop_guard_ddl(table: str, dialect: str) -> list[str]:
+    names = ["no_update", "no_delete", "insert_guard"] + (["no_truncate"] if dialect == "postgresql" else [])
+    if dialect == "sqlite":
+        return [f"DROP TRIGGER IF EXISTS {table}_{n}" for n in names]
+    return [f"DROP TRIGGER IF EXISTS {table}_{n} ON {table}" for n in names]

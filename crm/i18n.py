@@ -1,0 +1,46 @@
+"""Language and time-zone selection, and the template helpers that show dates and roles."""
+from __future__ import annotations
+
+from flask import current_app, request, session
+from flask_babel import format_datetime, lazy_gettext as _l
+from flask_login import current_user
+
+ROLE_NAMES = {
+    "agent": _l("agent"),
+    "supervisor": _l("supervisor"),
+    "sales_head": _l("sales head"),
+    "finance": _l("finance"),
+    "admin": _l("administrator"),
+}
+
+
+def select_locale() -> str:
+    languages = current_app.config["LANGUAGES"]
+    if current_user and getattr(current_user, "is_authenticated", False) and current_user.locale in languages:
+        return current_user.locale
+    chosen = session.get("lang")
+    if chosen in languages:
+        return chosen
+    return current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+def select_timezone() -> str:
+    return current_app.config["COMPANY_TIMEZONE"]
+
+
+def register_template_helpers(app) -> None:
+    @app.template_filter("localdt")
+    def localdt(value, fmt="short"):
+        """A UTC datetime shown in the company time zone and the user's language."""
+        if value is None:
+            return ""
+        return format_datetime(value, fmt)
+
+    @app.template_filter("role_name")
+    def role_name(value):
+        return ROLE_NAMES.get(value, value)
+
+    @app.context_processor
+    def _globals():
+        return {"languages": app.config["LANGUAGES"], "current_locale": select_locale(),
+                "company_timezone": app.config["COMPANY_TIMEZONE"]}

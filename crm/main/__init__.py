@@ -1,0 +1,1 @@
+"""Home page, navigation and error pages."""

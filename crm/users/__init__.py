@@ -1,0 +1,1 @@
+"""Users, roles, the manager hierarchy and the scope every query stays inside."""

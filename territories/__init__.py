@@ -1,0 +1,1 @@
+"""Buildings, territories, zones, assignment and maps."""
