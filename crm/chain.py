@@ -164,7 +164,7 @@ def append(session: Session, entry: ChainMixin):
     entry.prev_hash = last_hash
     entry.hash = link_hash(last_hash, canonical(entry.position, entry.idempotency_key, entry.chain_values()))
     session.add(entry)
-    session.flush([entry])
+    session.flush()
     return entry
 
 

@@ -3,6 +3,8 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
+from crm.forms import choices
+
 
 class LoginForm(FlaskForm):
     login = StringField(_l("Login"), validators=[DataRequired(_l("Enter your login.")), Length(max=64)])
@@ -18,4 +20,4 @@ class ChangePasswordForm(FlaskForm):
 
 
 class LanguageForm(FlaskForm):
-    locale = SelectField(_l("Language"), choices=[("ru", "Русский"), ("uk", "Українська"), ("en", "English")])
+    locale = SelectField(_l("Language"), choices=choices([("ru", "Русский"), ("uk", "Українська"), ("en", "English")]))

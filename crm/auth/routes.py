@@ -111,7 +111,7 @@ def change_password():
             flash(exc.message, "error")
         else:
             db.session.commit()
-            login_user(current_user)  # the session id changed with the password
+            login_user(current_user._get_current_object())  # the session id changed with the password
             session.permanent = True
             flash(_("Your password is changed."), "success")
             return redirect(url_for("main.home"))

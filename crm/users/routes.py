@@ -8,6 +8,7 @@ from sqlalchemy import or_, select
 
 from crm.errors import DomainError
 from crm.extensions import db
+from crm.forms import choices
 from crm.i18n import ROLE_NAMES
 from crm.users import scope, services
 from crm.users.forms import ActionForm, CreateUserForm, EditUserForm, MoveForm, RejectForm, RoleForm
@@ -39,7 +40,7 @@ def _creatable_roles() -> list[str]:
     return []
 
 
-def _manager_choices() -> list[tuple[int, str]]:
+def _manager_choices():
     """Active supervisors and sales heads the current user may put a new user under."""
     q = select(User).where(User.role.in_((SUPERVISOR, SALES_HEAD)), User.active.is_(True))
     if current_user.role == SUPERVISOR:
@@ -49,7 +50,7 @@ def _manager_choices() -> list[tuple[int, str]]:
     elif current_user.role != ADMIN:
         q = q.where(User.id == -1)
     rows = db.session.scalars(q.order_by(User.role, User.login))
-    return [(0, _("— none —"))] + [(u.id, f"{u.login} · {u.name} ({ROLE_NAMES[u.role]})") for u in rows]
+    return choices([(0, _("— none —"))] + [(u.id, f"{u.login} · {u.name} ({ROLE_NAMES[u.role]})") for u in rows])
 
 
 def _apply_field_errors(form, exc: DomainError) -> None:
@@ -90,7 +91,7 @@ def create():
     if not roles:
         abort(403)
     form = CreateUserForm()
-    form.role.choices = [(r, ROLE_NAMES[r]) for r in roles]
+    form.role.choices = choices((r, ROLE_NAMES[r]) for r in roles)
     form.manager_id.choices = _manager_choices()
     if request.method == "GET" and current_user.role == SUPERVISOR:
         form.manager_id.data = current_user.id
@@ -123,12 +124,13 @@ def show(user_id: int):
     move_form = None
     if user.role == AGENT and services.may_manage(current_user, user):
         move_form = MoveForm()
-        move_form.supervisor_id.choices = [(s.id, f"{s.login} · {s.name}") for s in services.move_candidates(current_user, user)]
+        move_form.supervisor_id.choices = choices((s.id, f"{s.login} · {s.name}")
+                                                   for s in services.move_candidates(current_user, user))
     role_form = None
     if current_user.role in (ADMIN, FINANCE, SALES_HEAD) and current_user.id != user.id:
         role_form = RoleForm()
         allowed = list(ROLES) if current_user.role == ADMIN else sorted(PRIVILEGED_ROLES)
-        role_form.role.choices = [(r, ROLE_NAMES[r]) for r in allowed if r != user.role]
+        role_form.role.choices = choices((r, ROLE_NAMES[r]) for r in allowed if r != user.role)
         role_form.manager_id.choices = _manager_choices()
     edit_form = EditUserForm(obj=user) if services.may_manage(current_user, user) else None
     return render_template("users/show.html", user=user, grants=grants, action=ActionForm(), move_form=move_form,
@@ -209,7 +211,7 @@ def temporary_password(user_id: int):
 def move(user_id: int):
     user = _target_or_404(user_id)
     form = MoveForm()
-    form.supervisor_id.choices = [(s.id, s.login) for s in services.move_candidates(current_user, user)]
+    form.supervisor_id.choices = choices((s.id, s.login) for s in services.move_candidates(current_user, user))
     if not form.validate_on_submit():
         flash(_("Choose a supervisor you may hand this agent to."), "error")
         return redirect(url_for("users.show", user_id=user.id))
@@ -228,7 +230,7 @@ def move(user_id: int):
 def role(user_id: int):
     user = _target_or_404(user_id)
     form = RoleForm()
-    form.role.choices = [(r, r) for r in ROLES]
+    form.role.choices = choices((r, r) for r in ROLES)
     form.manager_id.choices = _manager_choices()
     if not form.validate_on_submit():
         flash(_("Check the highlighted fields."), "error")

@@ -1,0 +1,125 @@
+"""The hash-chain mechanism: pure encoding, appending, idempotency, verification."""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select, text
+
+from crm import chain
+from crm.audit.models import AuditEvent
+from crm.audit import services as audit
+from tests.helpers import operator
+
+
+def test_canonical_is_sorted_compact_utf8_and_hash_covers_previous():
+    at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    payload = chain.canonical(7, "k", {"b": "ж", "a": 1, "at": at, "amount": Decimal("1.50"), "none": None})
+    assert payload == ('{"a":1,"amount":"1.50","at":"2026-01-02T03:04:05.000006Z","b":"ж",'
+                       '"idempotency_key":"k","none":null,"position":7}').encode("utf-8")
+    expected = hashlib.sha256(bytes(32) + payload).hexdigest()
+    assert chain.link_hash(chain.ZERO_HASH, payload) == expected
+    assert chain.link_hash("11" * 32, payload) != expected
+
+
+def test_canonical_refuses_naive_datetimes_and_floats():
+    with pytest.raises(ValueError):
+        chain.canonical(1, "k", {"at": datetime(2026, 1, 1)})
+    with pytest.raises(TypeError):
+        chain.canonical(1, "k", {"amount": 1.5})
+
+
+@pytest.mark.parametrize("value", ["12:" + "a" * 64, " 1:" + "F" * 64 + " "])
+def test_parse_head_accepts_pos_hex(value):
+    pos, hex_ = chain.parse_head(value)
+    assert pos in (1, 12) and len(hex_) == 64 and hex_ == hex_.lower()
+
+
+@pytest.mark.parametrize("value", ["", "12", "12:abc", "x:" + "a" * 64, "1:" + "g" * 64])
+def test_parse_head_refuses_garbage(value):
+    with pytest.raises(ValueError):
+        chain.parse_head(value)
+
+
+def test_empty_chain_verifies_with_zero_head(app):
+    with app.app_context():
+        from crm.extensions import db
+
+        result = chain.verify(db.session, AuditEvent)
+    assert result.ok and result.count == 0 and result.head_hash == "0" * 64
+    assert result.line("audit") == f"audit ok: 0 entries, head {'0' * 64}"
+
+
+def test_append_links_positions_and_hashes(app):
+    with operator(app):
+        for i in range(3):
+            audit.record("test.event", "thing", i, after={"i": i})
+    with app.app_context():
+        from crm.extensions import db
+
+        rows = db.session.scalars(select(AuditEvent).order_by(AuditEvent.position)).all()
+        assert [r.position for r in rows] == [1, 2, 3]
+        assert rows[0].prev_hash == chain.ZERO_HASH
+        for before, after in zip(rows, rows[1:]):
+            assert after.prev_hash == before.hash
+        for row in rows:  # independent recomputation from the stored columns
+            values = {name: getattr(row, name) for name in AuditEvent.__chain_fields__}
+            assert row.hash == chain.link_hash(row.prev_hash, chain.canonical(row.position, row.idempotency_key, values))
+        result = chain.verify(db.session, AuditEvent)
+        assert result.ok and result.count == 3 and result.head_hash == rows[-1].hash
+
+
+def test_replay_of_same_key_adds_nothing_and_different_data_names_the_field(app):
+    with operator(app):
+        first = audit.record("test.event", "thing", 1, after={"a": 1}, key="src:1")
+        again = audit.record("test.event", "thing", 1, after={"a": 1}, key="src:1")
+        assert again.position == first.position
+    with operator(app):
+        with pytest.raises(chain.ChainConflict) as err:
+            audit.record("test.event", "thing", 1, after={"a": 2}, key="src:1")
+        assert err.value.field == "after"
+    with app.app_context():
+        from crm.extensions import db
+
+        assert db.session.scalar(select(AuditEvent.position).order_by(AuditEvent.position.desc())) == 1
+
+
+def test_orm_guard_refuses_update_delete_and_bulk(app):
+    from crm.extensions import db
+    from sqlalchemy import delete, update
+
+    with operator(app):
+        audit.record("test.event", "thing", 1)
+    with app.app_context():
+        row = db.session.get(AuditEvent, 1)
+        row.action = "forged"
+        with pytest.raises(chain.AppendOnlyError):
+            db.session.flush()
+        db.session.rollback()
+        db.session.delete(db.session.get(AuditEvent, 1))
+        with pytest.raises(chain.AppendOnlyError):
+            db.session.flush()
+        db.session.rollback()
+        with pytest.raises(chain.AppendOnlyError):
+            db.session.execute(update(AuditEvent).values(action="forged"))
+        with pytest.raises(chain.AppendOnlyError):
+            db.session.execute(delete(AuditEvent.__table__))
+        db.session.rollback()
+        assert db.session.get(AuditEvent, 1).action == "test.event"
+
+
+def test_chain_write_in_a_read_only_sqlite_transaction_is_refused(app, backend):
+    if backend != "sqlite":
+        pytest.skip("SQLite's single-writer rule")
+    from crm.database import write_intent
+
+    token = write_intent.set(False)
+    try:
+        with app.app_context():
+            with pytest.raises(RuntimeError):
+                audit.record("test.event", "thing", 1)
+    finally:
+        write_intent.reset(token)
