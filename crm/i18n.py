@@ -1,7 +1,7 @@
 """Language and time-zone selection, and the template helpers that show dates and roles."""
 from __future__ import annotations
 
-from flask import current_app, request, session
+from flask import current_app, has_request_context, session
 from flask_babel import format_datetime, lazy_gettext as _l
 from flask_login import current_user
 
@@ -16,6 +16,8 @@ ROLE_NAMES = {
 
 def select_locale() -> str:
     languages = current_app.config["LANGUAGES"]
+    if not has_request_context():
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
     if current_user and getattr(current_user, "is_authenticated", False) and current_user.locale in languages:
         return current_user.locale
     chosen = session.get("lang")

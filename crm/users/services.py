@@ -18,6 +18,7 @@ from crm import clock, signals
 from crm.audit import services as audit
 from crm.errors import DomainError, Forbidden
 from crm.extensions import db
+from crm.i18n import ROLE_NAMES
 from crm.users import scope
 from crm.users.models import (
     ADMIN, AGENT, FINANCE, GRANT_CONFIRMED, GRANT_PENDING, GRANT_REJECTED, MANAGER_ROLE,
@@ -70,8 +71,9 @@ def _check_manager(role: str, manager: User | None) -> None:
     if wanted is None:
         raise DomainError("manager_not_allowed", _l("This role has no manager."), {"manager": _l("Leave empty for this role.")})
     if manager.role != wanted or not manager.active:
-        raise DomainError("manager_role", _l("The manager of this role must be an active %(role)s.", role=wanted),
-                          {"manager": _l("Choose an active %(role)s.", role=wanted)})
+        role_name = ROLE_NAMES[wanted]
+        raise DomainError("manager_role", _l("The manager of this role must be an active %(role)s.", role=role_name),
+                          {"manager": _l("Choose an active %(role)s.", role=role_name)})
 
 
 def _may_create(actor: User | None, role: str, manager: User | None) -> bool:

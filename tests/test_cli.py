@@ -1,0 +1,112 @@
+"""The operator's commands print exactly the lines PRODUCT.md §5 fixes."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+
+from crm.audit.models import AuditEvent
+from crm.users.models import User
+
+
+def _count(app, model):
+    with app.app_context():
+        from crm.extensions import db
+
+        return db.session.scalar(select(func.count()).select_from(model))
+
+
+def test_seed_demo_creates_the_demo_people_once(app, runner):
+    first = runner.invoke(args=["crm", "seed-demo"])
+    assert first.exit_code == 0, first.output
+    assert first.output.strip() == "demo ready: 19 users"
+    events = _count(app, AuditEvent)
+    second = runner.invoke(args=["crm", "seed-demo"])
+    assert second.output.strip() == "demo ready: 19 users"
+    assert _count(app, User) == 19 and _count(app, AuditEvent) == events
+    with app.app_context():
+        from crm.users.services import check_password, find_by_login
+
+        roles = {u.login: (u.role, u.manager.login if u.manager else None)
+                 for u in [find_by_login(x) for x in ("head", "sup2", "agent7", "agent12", "fin2", "admin")]}
+        assert roles == {"head": ("sales_head", None), "sup2": ("supervisor", "head"), "agent7": ("agent", "sup2"),
+                         "agent12": ("agent", "sup3"), "fin2": ("finance", None), "admin": ("admin", None)}
+        assert check_password(find_by_login("agent7"), "demo")
+
+
+def test_create_user_with_manager_and_password_from_the_environment(app, runner):
+    runner.invoke(args=["crm", "seed-demo"])
+    result = runner.invoke(args=["crm", "create-user", "agent13", "--role", "agent", "--manager", "sup2"],
+                           env={"DOORSTEP_PASSWORD": "from-env-123"})
+    assert result.exit_code == 0
+    assert result.output == "created agent13 (agent, manager sup2)\n"
+    with app.app_context():
+        from crm.users.services import check_password, find_by_login
+
+        user = find_by_login("agent13")
+        assert check_password(user, "from-env-123") and not user.must_change_password
+
+
+def test_create_user_reads_stdin_or_generates_and_prints(app, runner):
+    result = runner.invoke(args=["crm", "create-user", "fin9", "--role", "finance", "--password-stdin"],
+                           input="typed-secret\n", env={"DOORSTEP_PASSWORD": ""})
+    assert result.output == "created fin9 (finance)\n"
+    result = runner.invoke(args=["crm", "create-user", "admin9", "--role", "admin"], env={"DOORSTEP_PASSWORD": ""})
+    lines = result.output.splitlines()
+    assert lines[0] == "created admin9 (admin)"
+    generated = re.fullmatch(r"password: (\S{12})", lines[1]).group(1)
+    with app.app_context():
+        from crm.users.services import check_password, find_by_login
+
+        assert check_password(find_by_login("fin9"), "typed-secret")
+        assert check_password(find_by_login("admin9"), generated) and find_by_login("admin9").must_change_password
+
+
+def test_create_user_refusals_exit_1_in_english(app, runner):
+    runner.invoke(args=["crm", "seed-demo"])
+    for args, reason in (
+        (["agent1", "--role", "agent"], "already taken"),
+        (["agent20", "--role", "agent", "--manager", "fin1"], "must be an active supervisor"),
+        (["agent21", "--role", "agent", "--manager", "ghost"], "no user ghost"),
+        (["Bad Login!", "--role", "agent"], "lowercase"),
+    ):
+        result = runner.invoke(args=["crm", "create-user", *args], env={"DOORSTEP_PASSWORD": "x-password"})
+        assert result.exit_code == 1, args
+        assert result.output.startswith("refused: ") and reason in result.output, result.output
+
+
+def test_api_key_create_prints_the_key_alone_on_the_last_line_and_revoke(app, runner):
+    result = runner.invoke(args=["crm", "api-key", "create", "--name", "billing", "--scope", "contracts:events",
+                                 "--scope", "buildings:write"])
+    assert result.exit_code == 0
+    key = result.output.splitlines()[-1]
+    assert re.fullmatch(r"dsk_[0-9a-f]{12}_[A-Za-z0-9_-]{40,}", key)
+    with app.app_context():
+        from crm.apikeys.models import ApiKey
+        from crm.extensions import db
+
+        row = db.session.scalar(select(ApiKey))
+        assert key not in (row.key_hash, row.prefix) and row.scope_list == ["buildings:write", "contracts:events"]
+    again = runner.invoke(args=["crm", "api-key", "create", "--name", "billing", "--scope", "contracts:events"])
+    assert again.exit_code == 1 and again.output.startswith("refused: ")
+    bad = runner.invoke(args=["crm", "api-key", "create", "--name", "x", "--scope", "money:all"])
+    assert bad.exit_code == 1 and "refused: " in bad.output
+    revoked = runner.invoke(args=["crm", "api-key", "revoke", "billing"])
+    assert revoked.exit_code == 0 and revoked.output == "revoked billing\n"
+    twice = runner.invoke(args=["crm", "api-key", "revoke", "billing"])
+    assert twice.exit_code == 1 and twice.output.startswith("refused: ")
+    unknown = runner.invoke(args=["crm", "api-key", "revoke", "nothing"])
+    assert unknown.exit_code == 1
+
+
+def test_verify_audit_reports_the_head_of_what_the_cli_wrote(app, runner):
+    runner.invoke(args=["crm", "seed-demo"])
+    result = runner.invoke(args=["ledger", "verify", "--audit"])
+    assert result.exit_code == 0
+    match = re.fullmatch(r"audit ok: (\d+) entries, head ([0-9a-f]{64})\n", result.output)
+    assert match and int(match.group(1)) == _count(app, AuditEvent)
+    with app.app_context():
+        from crm.extensions import db
+
+        last = db.session.scalars(select(AuditEvent).order_by(AuditEvent.position.desc())).first()
+        assert match.group(2) == last.hash and last.actor_label == "cli"
