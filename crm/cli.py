@@ -55,13 +55,12 @@ def crm_cli():
 def create_user(login, role, manager_login, name, personnel_number, password_stdin):
     """Create a user. Password: stdin, else $DOORSTEP_PASSWORD, else generated and printed."""
     from crm.users import services
-    from crm.errors import DomainError as _DomainError
 
     manager = None
     if manager_login:
         manager = services.find_by_login(manager_login)
         if manager is None:
-            raise _DomainError("unknown_manager", f"no user {manager_login}")
+            raise DomainError("unknown_manager", f"no user {manager_login}")
     generated = False
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")

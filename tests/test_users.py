@@ -251,3 +251,15 @@ def test_audit_viewer_filters_and_scopes(demo_app, demo_client):
     sup = demo_app.test_client()
     login(sup, "sup1")
     assert sup.get("/audit").status_code == 403
+
+
+def test_admin_cannot_take_over_a_finance_account_by_resetting_its_password(demo_app, demo_client):
+    login(demo_client, "admin")
+    fin1 = user_id(demo_app, "fin1")
+    assert "temporary-password" not in demo_client.get(f"/users/{fin1}").get_data(as_text=True)
+    assert post(demo_client, f"/users/{fin1}/temporary-password").status_code == 403
+    agent = user_id(demo_app, "agent1")
+    assert post(demo_client, f"/users/{agent}/temporary-password").status_code == 200  # agents: yes
+    other = demo_app.test_client()
+    login(other, "fin2")
+    assert post(other, f"/users/{fin1}/temporary-password").status_code == 200  # a second finance user may

@@ -8,7 +8,6 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
-from crm import clock
 from crm.actors import Actor, set_actor
 from crm.apikeys import services as keys
 from crm.errors import DomainError
@@ -77,9 +76,3 @@ def require_user(*roles: str):
         return wrapped
 
     return decorator
-
-
-def touch_key() -> None:
-    key = g.get("api_key")
-    if key is not None:
-        key.last_used_at = clock.now()

@@ -64,7 +64,7 @@ def authenticate(login: str, password: str, client_addr: str | None) -> LoginRes
     wait = throttled(login, client_addr)
     actor = Actor(None, login or "anonymous", client_addr)
     if wait:
-        db.session.add(LoginAttempt(login=login, client_addr=client_addr, at=clock.now(), succeeded=False))
+        # not counted as a failure: hammering a locked login does not extend its lock
         audit.record("login.throttled", "user", None, after={"login": login}, actor=actor)
         return LoginResult(None, throttled=True, retry_after_minutes=wait)
     user = users.find_by_login(login)

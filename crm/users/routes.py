@@ -135,8 +135,7 @@ def show(user_id: int):
     edit_form = EditUserForm(obj=user) if services.may_manage(current_user, user) else None
     return render_template("users/show.html", user=user, grants=grants, action=ActionForm(), move_form=move_form,
                            role_form=role_form, edit_form=edit_form, may_manage=services.may_manage(current_user, user),
-                           may_reset=services.may_manage(current_user, user) or (current_user.role == ADMIN
-                                                                                and current_user.id != user.id),
+                           may_reset=services.may_reset_password(current_user, user),
                            manager_role=MANAGER_ROLE)
 
 

@@ -306,9 +306,21 @@ def move_agent(actor: User | None, agent: User, new_supervisor: User) -> None:
     signals.agent_moved.send(agent, old_supervisor_id=old_supervisor_id, new_supervisor_id=new_supervisor.id)
 
 
+def may_reset_password(actor: User | None, target: User) -> bool:
+    """Managers and admins reset passwords, except that a finance or sales head account is
+    reset only by a different finance or sales head user: otherwise an admin could take it over."""
+    if _is_operator(actor):
+        return True
+    if actor.id == target.id:
+        return False
+    if target.role in PRIVILEGED_ROLES:
+        return actor.role in PRIVILEGED_ROLES and actor.active
+    return may_manage(actor, target) or actor.role == ADMIN
+
+
 def issue_temporary_password(actor: User | None, target: User) -> str:
     """A new password the user must change at next login; signs them out everywhere."""
-    if not (may_manage(actor, target) or (actor is not None and actor.role == ADMIN and actor.id != target.id)):
+    if not may_reset_password(actor, target):
         raise Forbidden("forbidden", _l("You may not reset this password."))
     password = generate_password()
     target.password_hash = hash_password(password)
