@@ -15,7 +15,6 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any, ClassVar
 
 from sqlalchemy import BigInteger, String, event, select, text
@@ -78,15 +77,32 @@ class ChainMixin:
 
 
 def _encode(value: Any) -> Any:
+    """Only types that read back from either database exactly as written: money is
+    integer minor units, never Decimal or float."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime in a chained row")
         return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    if isinstance(value, Decimal):
-        return str(value)
     raise TypeError(f"cannot encode {type(value).__name__} in a chained row")
+
+
+def _check_types(entry) -> None:
+    """Refuse a value whose column would hand back something else (e.g. "5" in an integer)."""
+    table = type(entry).__table__
+    for name in entry.__chain_fields__:
+        value = getattr(entry, name)
+        if value is None:
+            continue
+        try:
+            expected = table.c[name].type.python_type
+        except NotImplementedError:
+            continue
+        if expected is int and isinstance(value, bool):
+            raise TypeError(f"{table.name}.{name}: bool given for an integer")
+        if not isinstance(value, expected):
+            raise TypeError(f"{table.name}.{name}: {type(value).__name__} given for {expected.__name__}")
 
 
 def canonical(position: int, idempotency_key: str, values: dict[str, Any]) -> bytes:
@@ -159,6 +175,7 @@ def append(session: Session, entry: ChainMixin):
             if old != new_values[name]:
                 raise ChainConflict(entry.idempotency_key, name)
         return existing
+    _check_types(entry)
     last_pos, last_hash = head(session, model)
     entry.position = last_pos + 1
     entry.prev_hash = last_hash
@@ -187,17 +204,22 @@ class VerifyResult:
 
 
 def verify(session: Session, model, expect: tuple[int, str] | None = None, batch: int = 5000) -> VerifyResult:
-    """Recompute every link in position order; stop at the first broken one."""
+    """Recompute every link of ``model``'s chain in position order; stop at the first broken one."""
     fields = model.__chain_fields__
     columns = [model.position, model.idempotency_key, model.prev_hash, model.hash]
     columns += [getattr(model, name) for name in fields]
     stmt = select(*columns).order_by(model.position).execution_options(yield_per=batch)
+    return verify_rows(session.execute(stmt), fields, expect)
+
+
+def verify_rows(rows, fields, expect: tuple[int, str] | None = None) -> VerifyResult:
+    """The pure check: ``rows`` are (position, key, prev_hash, hash, *fields) in position order."""
     expected_pos, prev, count = 1, ZERO_HASH, 0
 
     def broken(at: int, reason: str) -> VerifyResult:
         return VerifyResult(False, count, expected_pos - 1, prev, at, reason)
 
-    for row in session.execute(stmt):
+    for row in rows:
         position, key, prev_hash, stored_hash = row[0], row[1], row[2], row[3]
         if position != expected_pos:
             return broken(expected_pos, f"entry missing (next stored position is {position})")
@@ -211,6 +233,8 @@ def verify(session: Session, model, expect: tuple[int, str] | None = None, batch
         prev, count, expected_pos = stored_hash, count + 1, expected_pos + 1
     if expect is not None and expect[0] > count:
         return broken(expect[0], f"published head is beyond the last entry ({count})")
+    if expect is not None and expect[0] == 0 and expect[1] != ZERO_HASH:
+        return broken(0, "the head of an empty chain is 64 zeros")
     return VerifyResult(True, count, count, prev)
 
 

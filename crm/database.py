@@ -6,6 +6,7 @@ safe requests (GET/HEAD/OPTIONS) read with a plain deferred ``BEGIN``.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from sqlalchemy import event
@@ -42,3 +43,36 @@ def configure_engine(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write_intent.get() else "BEGIN")
+
+
+@contextmanager
+def read_only(session):
+    """A short read transaction that takes no write lock on SQLite; ends (commits) on exit.
+
+    Use it for slow work that only reads (checking a password, verifying a chain) so
+    that writers are not kept waiting behind it.
+    """
+    session.commit()
+    token = write_intent.set(False)
+    try:
+        yield session
+    finally:
+        session.commit()
+        write_intent.reset(token)
+
+
+#: First key of the two-key advisory locks (the chains use the one-key space).
+LOCK_CLASS_LOGIN = 1
+
+
+def lock_name(session, lock_class: int, name: str) -> None:
+    """Serialise transactions about the same ``name`` until commit.
+
+    PostgreSQL: a two-key transaction advisory lock (its own key space, so it never meets
+    the chain lock). SQLite: writers are serialised by BEGIN IMMEDIATE already.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        session.execute(text("SELECT pg_advisory_xact_lock(:cls, hashtext(:name))"),
+                        {"cls": lock_class, "name": name})

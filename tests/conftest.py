@@ -112,7 +112,7 @@ def backend(request):
 def _fresh_database(backend, templates, tmp_path, kind):
     """Yields the URL of a private copy of a template database; drops it afterwards."""
     if backend == "sqlite":
-        path = os.path.join(str(tmp_path), "doorstep.db")
+        path = os.path.join(str(tmp_path), f"{kind}-{uuid.uuid4().hex[:8]}.db")
         shutil.copyfile(templates.get("sqlite", kind), path)
         yield f"sqlite:///{path}"
         return

@@ -153,6 +153,9 @@ def test_expect_catches_a_chain_rewritten_and_rehashed_from_the_start(app, runne
 
 
 def test_expect_beyond_the_end_and_malformed(app, runner):
+    empty = runner.invoke(args=["ledger", "verify", "--audit", "--expect", "0:" + "0" * 64])
+    assert empty.exit_code == 0 and empty.output == f"audit ok: 0 entries, head {'0' * 64}\n"
+    assert runner.invoke(args=["ledger", "verify", "--audit", "--expect", "0:" + "a" * 64]).exit_code == 1
     _seed_events(app, 2)
     result = runner.invoke(args=["ledger", "verify", "--audit", "--expect", "9:" + "a" * 64])
     assert result.exit_code == 1 and result.output.startswith("audit broken at 9: ")

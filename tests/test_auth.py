@@ -83,8 +83,14 @@ def test_throttling_holds_across_two_app_instances_sharing_the_database(demo_app
     with demo_app.app_context():
         from crm.extensions import db
 
-        assert db.session.scalar(select(func.count()).select_from(LoginAttempt)
-                                 .where(LoginAttempt.login == "sup1", LoginAttempt.succeeded.is_(False))) == limit
+        def attempts(throttled):
+            return db.session.scalar(select(func.count()).select_from(LoginAttempt).where(
+                LoginAttempt.login == "sup1", LoginAttempt.succeeded.is_(False), LoginAttempt.throttled.is_(throttled)))
+
+        assert attempts(False) == limit and attempts(True) == 2
+        # one audit event for the lock, not one per hammered request
+        assert db.session.scalar(select(func.count()).select_from(AuditEvent)
+                                 .where(AuditEvent.action == "login.throttled")) == 1
 
 
 def test_temporary_password_must_be_changed_before_anything_else(demo_app, demo_client):
@@ -180,3 +186,32 @@ def test_passwords_are_hashed_with_scrypt_by_default(demo_app):
         from crm.users.services import find_by_login
 
         assert find_by_login("head").password_hash.startswith("scrypt:")
+
+
+def test_parallel_guesses_count_against_each_other(demo_app):
+    """Twelve wrong passwords at once: only the first LOGIN_MAX_FAILURES are even checked."""
+    import threading
+
+    limit = demo_app.config["LOGIN_MAX_FAILURES"]
+    statuses = []
+    barrier = threading.Barrier(12)
+
+    def guess():
+        client = demo_app.test_client()
+        token = csrf_token(client)
+        barrier.wait()
+        statuses.append(client.post("/login", data={"login": "fin1", "password": "guess",
+                                                    "csrf_token": token}).status_code)
+
+    threads = [threading.Thread(target=guess) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [401] * limit + [429] * (12 - limit)
+    with demo_app.app_context():
+        from crm.extensions import db
+
+        checked = db.session.scalar(select(func.count()).select_from(LoginAttempt).where(
+            LoginAttempt.login == "fin1", LoginAttempt.throttled.is_(False)))
+        assert checked == limit

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timezone
-from decimal import Decimal
 
 import pytest
 from sqlalchemy import select, text
@@ -17,19 +16,35 @@ from tests.helpers import operator
 
 def test_canonical_is_sorted_compact_utf8_and_hash_covers_previous():
     at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
-    payload = chain.canonical(7, "k", {"b": "ж", "a": 1, "at": at, "amount": Decimal("1.50"), "none": None})
-    assert payload == ('{"a":1,"amount":"1.50","at":"2026-01-02T03:04:05.000006Z","b":"ж",'
+    payload = chain.canonical(7, "k", {"b": "ж", "a": 1, "at": at, "amount": -150000, "none": None})
+    assert payload == ('{"a":1,"amount":-150000,"at":"2026-01-02T03:04:05.000006Z","b":"ж",'
                        '"idempotency_key":"k","none":null,"position":7}').encode("utf-8")
     expected = hashlib.sha256(bytes(32) + payload).hexdigest()
     assert chain.link_hash(chain.ZERO_HASH, payload) == expected
     assert chain.link_hash("11" * 32, payload) != expected
 
 
-def test_canonical_refuses_naive_datetimes_and_floats():
+def test_canonical_refuses_naive_datetimes_floats_and_decimals():
+    from decimal import Decimal
+
     with pytest.raises(ValueError):
         chain.canonical(1, "k", {"at": datetime(2026, 1, 1)})
     with pytest.raises(TypeError):
         chain.canonical(1, "k", {"amount": 1.5})
+    with pytest.raises(TypeError):
+        chain.canonical(1, "k", {"amount": Decimal("1.50")})
+
+
+def test_append_refuses_a_value_the_column_would_read_back_differently(app):
+    from crm.audit.models import AuditEvent as Event
+
+    with operator(app) as session:
+        event = Event(idempotency_key="k", at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                      recorded_at=datetime(2026, 1, 1, tzinfo=timezone.utc), actor_id="5", actor_label="x",
+                      action="a", object_type="t")
+        with pytest.raises(TypeError):
+            chain.append(session, event)
+        session.rollback()
 
 
 @pytest.mark.parametrize("value", ["12:" + "a" * 64, " 1:" + "F" * 64 + " "])

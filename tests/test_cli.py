@@ -110,3 +110,20 @@ def test_verify_audit_reports_the_head_of_what_the_cli_wrote(app, runner):
 
         last = db.session.scalars(select(AuditEvent).order_by(AuditEvent.position.desc())).first()
         assert match.group(2) == last.hash and last.actor_label == "cli"
+
+
+def test_reset_password_is_the_operators_way_for_finance_accounts(app, runner):
+    runner.invoke(args=["crm", "seed-demo"])
+    result = runner.invoke(args=["crm", "reset-password", "fin1"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0] == "password reset for fin1; it must be changed at the next sign-in"
+    new = re.fullmatch(r"password: (\S{12})", lines[1]).group(1)
+    typed = runner.invoke(args=["crm", "reset-password", "head", "--password-stdin"], input="typed-one-9\n")
+    assert typed.output == "password reset for head; it must be changed at the next sign-in\n"
+    with app.app_context():
+        from crm.users.services import check_password, find_by_login
+
+        assert check_password(find_by_login("fin1"), new) and find_by_login("fin1").must_change_password
+        assert check_password(find_by_login("head"), "typed-one-9")
+    assert runner.invoke(args=["crm", "reset-password", "ghost"]).exit_code == 1

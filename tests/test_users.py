@@ -147,48 +147,73 @@ def test_supervisor_moves_own_agent_to_a_colleague_but_not_further(demo_app, dem
     assert demo_client.get(f"/users/{agent}").status_code == 404  # no longer sup1's
 
 
+def _half(response) -> str:
+    return re.search(r'id="password-half">([^<]+)<', response.get_data(as_text=True)).group(1)
+
+
 def test_one_person_alone_cannot_create_a_finance_user(demo_app, demo_client):
     with operator(demo_app):
         from crm.users import services
 
         services.create_user(None, login="admin2", name="Second admin", role="admin")
-        services.issue_temporary_password(None, services.find_by_login("admin2"))
     login(demo_client, "admin")
     token = csrf_token(demo_client, "/users/new")
     response = demo_client.post("/users/new", data={"login": "fin3", "name": "Новый финансист", "role": "finance",
                                                     "manager_id": 0, "csrf_token": token})
     assert response.status_code == 200
+    first_half = _half(response)
+    assert "temporary-password" not in response.get_data(as_text=True)  # no usable password for the proposer
     with demo_app.app_context():
         from crm.extensions import db
         from crm.users.services import find_by_login
 
         fin3 = find_by_login("fin3")
         assert not fin3.active and fin3.role != "finance"
-        grant = db.session.scalar(select(RoleGrant).where(RoleGrant.user_id == fin3.id))
-        grant_id = grant.id
-    # the proposer cannot confirm, nor can another admin, nor the grantee
+        grant_id = db.session.scalar(select(RoleGrant.id).where(RoleGrant.user_id == fin3.id))
+    fin3_id = user_id(demo_app, "fin3")
+    # the proposer cannot confirm, reactivate or reset; nor can another admin, nor the grantee
     assert post(demo_client, f"/users/grants/{grant_id}/confirm", token_from="/users/grants").status_code == 403
+    assert post(demo_client, f"/users/{fin3_id}/temporary-password").status_code == 403
+    post(demo_client, f"/users/{fin3_id}/reactivate")
     with demo_app.app_context():
         from crm.users import services
 
+        assert not services.find_by_login("fin3").active
         for login_name in ("admin", "admin2", "fin3"):
-            actor = services.find_by_login(login_name)
-            assert not services.may_decide(actor, services.pending_grants()[0])
-    # the admin cannot simply reactivate the waiting account either
-    assert post(demo_client, f"/users/{user_id(demo_app, 'fin3')}/reactivate").status_code == 302
-    with demo_app.app_context():
-        from crm.users.services import find_by_login
-
-        assert not find_by_login("fin3").active
-    # a different finance user confirms
+            assert not services.may_decide(services.find_by_login(login_name), services.pending_grants()[0])
+    assert login(demo_app.test_client(), "fin3", first_half).status_code == 401
+    # a different finance user confirms and gets the second half
     fin = demo_app.test_client()
     login(fin, "fin1")
-    assert post(fin, f"/users/grants/{grant_id}/confirm", token_from="/users/grants").status_code == 302
+    confirmed = post(fin, f"/users/grants/{grant_id}/confirm", token_from="/users/grants")
+    assert confirmed.status_code == 200
+    second_half = _half(confirmed)
     with demo_app.app_context():
+        from crm.extensions import db
         from crm.users.services import find_by_login
 
         fin3 = find_by_login("fin3")
-        assert fin3.active and fin3.role == "finance"
+        assert fin3.active and fin3.role == "finance" and fin3.must_change_password
+        assert db.session.get(RoleGrant, grant_id).handover_part is None  # the half is not kept
+    newcomer = demo_app.test_client()
+    assert login(newcomer, "fin3", first_half).status_code == 401
+    assert login(newcomer, "fin3", second_half).status_code == 401
+    assert login(newcomer, "fin3", first_half + second_half).headers["Location"].endswith("/account/password")
+
+
+def test_a_manager_who_knew_the_old_password_does_not_keep_the_new_finance_account(demo_app):
+    from crm.users import services
+
+    with operator(demo_app):
+        admin = services.find_by_login("admin")
+        known = services.issue_temporary_password(admin, services.find_by_login("agent5"))
+        grant = services.change_role(admin, services.find_by_login("agent5"), "finance")
+        grant_id, first = grant.id, grant.handover_part
+    with operator(demo_app) as session:
+        second = services.decide_grant(services.find_by_login("fin1"), session.get(RoleGrant, grant_id), confirm=True)
+    client = demo_app.test_client()
+    assert login(client, "agent5", known).status_code == 401
+    assert login(client, "agent5", first + second).status_code == 302
 
 
 def test_a_finance_user_cannot_confirm_their_own_proposal_and_rejection_needs_a_reason(demo_app):
@@ -253,7 +278,7 @@ def test_audit_viewer_filters_and_scopes(demo_app, demo_client):
     assert sup.get("/audit").status_code == 403
 
 
-def test_admin_cannot_take_over_a_finance_account_by_resetting_its_password(demo_app, demo_client):
+def test_nobody_in_the_app_can_reset_a_finance_or_sales_head_password(demo_app, demo_client):
     login(demo_client, "admin")
     fin1 = user_id(demo_app, "fin1")
     assert "temporary-password" not in demo_client.get(f"/users/{fin1}").get_data(as_text=True)
@@ -262,4 +287,80 @@ def test_admin_cannot_take_over_a_finance_account_by_resetting_its_password(demo
     assert post(demo_client, f"/users/{agent}/temporary-password").status_code == 200  # agents: yes
     other = demo_app.test_client()
     login(other, "fin2")
-    assert post(other, f"/users/{fin1}/temporary-password").status_code == 200  # a second finance user may
+    for target in ("fin1", "head"):  # not even another finance user: they could then sign in as them
+        assert post(other, f"/users/{user_id(demo_app, target)}/temporary-password").status_code == 403
+
+
+def test_reactivating_a_finance_user_takes_a_privileged_person_not_an_admin(demo_app, demo_client):
+    from crm.users import services
+
+    with operator(demo_app):
+        services.deactivate(None, services.find_by_login("fin2"))
+    login(demo_client, "admin")
+    assert post(demo_client, f"/users/{user_id(demo_app, 'fin2')}/reactivate").status_code == 403
+    with demo_app.app_context():
+        assert not services.find_by_login("fin2").active
+
+
+def test_only_finance_changes_a_personnel_number(demo_app, demo_client):
+    agent = user_id(demo_app, "agent1")
+    login(demo_client, "sup1")
+    assert post(demo_client, f"/users/{agent}/edit", {"name": "Дмитрий Козлов", "personnel_number": "MINE-1"}
+                ).status_code == 403
+    assert post(demo_client, f"/users/{agent}/edit", {"name": "Дмитрий Козлов-Иванов",
+                                                      "personnel_number": "D-0005"}).status_code == 302
+    fin = demo_app.test_client()
+    login(fin, "fin1")
+    assert post(fin, f"/users/{agent}/edit", {"name": "Дмитрий Козлов-Иванов", "personnel_number": "P-77"}
+                ).status_code == 302
+    assert post(fin, f"/users/{agent}/edit", {"name": "Someone else", "personnel_number": "P-77"}).status_code == 403
+    with demo_app.app_context():
+        from crm.users.services import find_by_login
+
+        user = find_by_login("agent1")
+        assert (user.name, user.personnel_number) == ("Дмитрий Козлов-Иванов", "P-77")
+
+
+def test_a_sales_head_neither_sees_nor_decides_grants_outside_the_region(demo_app):
+    from crm.users import services
+
+    with operator(demo_app):
+        head2, _ = services.create_user(None, login="head2", name="Other head", role="sales_head")
+        sup4, _ = services.create_user(None, login="sup4", name="Other sup", role="supervisor", manager=head2)
+        outsider, _ = services.create_user(None, login="agentx", name="Outsider", role="agent", manager=sup4)
+        grant = services.change_role(services.find_by_login("admin"), outsider, "sales_head")
+        grant_id = grant.id
+    client = demo_app.test_client()
+    login(client, "head")
+    assert "agentx" not in client.get("/users/grants").get_data(as_text=True)
+    assert post(client, f"/users/grants/{grant_id}/confirm", token_from="/users/grants").status_code == 404
+    with demo_app.app_context():
+        assert services.find_by_login("agentx").role == "agent"
+
+
+def test_logging_out_invalidates_a_copied_session_cookie(demo_app, demo_client):
+    login(demo_client, "fin1")
+    stolen = demo_client.get_cookie("session").value
+    post(demo_client, "/logout")
+    thief = demo_app.test_client()
+    thief.set_cookie("session", stolen)
+    assert thief.get("/api/v1/me").status_code == 401
+
+
+def test_agent_released_is_sent_on_deactivation_move_and_role_change(demo_app):
+    from crm.users import services
+
+    seen = []
+
+    def receiver(sender, **kw):
+        seen.append((sender.login, kw["reason"]))
+
+    signals.agent_released.connect(receiver)
+    try:
+        with operator(demo_app):
+            services.deactivate(None, services.find_by_login("agent1"))
+            services.move_agent(None, services.find_by_login("agent2"), services.find_by_login("sup2"))
+            services.change_role(None, services.find_by_login("agent3"), "supervisor", services.find_by_login("head"))
+    finally:
+        signals.agent_released.disconnect(receiver)
+    assert seen == [("agent1", "deactivated"), ("agent2", "moved"), ("agent3", "role_changed")]

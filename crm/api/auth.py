@@ -35,7 +35,7 @@ def authenticate_request() -> None:
             raise ApiError(401, "invalid_key", _("The API key is unknown or revoked."))
         g.api_key = key
         set_actor(Actor(None, f"api-key:{key.name}", request.remote_addr, key.id))
-        return
+        return  # a key caller is the key, never the browser session that may ride along
     if current_user.is_authenticated and request.method not in SAFE_METHODS:
         try:
             csrf.protect()
@@ -67,6 +67,8 @@ def require_user(*roles: str):
     def decorator(view):
         @wraps(view)
         def wrapped(*args, **kwargs):
+            if g.get("api_key") is not None:
+                raise ApiError(403, "forbidden", _("This endpoint is for signed-in users, not API keys."))
             if not current_user.is_authenticated:
                 raise ApiError(401, "unauthorized", _("Sign in first."))
             if roles and current_user.role not in roles:

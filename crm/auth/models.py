@@ -23,3 +23,5 @@ class LoginAttempt(db.Model):
     client_addr: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     succeeded: Mapped[bool] = mapped_column(default=False)
+    #: Refused unchecked because the login or address was locked; not counted as a failure.
+    throttled: Mapped[bool] = mapped_column(default=False)

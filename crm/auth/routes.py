@@ -11,7 +11,7 @@ from crm.auth.forms import ChangePasswordForm, LanguageForm, LoginForm
 from crm.errors import DomainError
 from crm.extensions import db, login_manager
 from crm.users import services as users
-from crm.users.models import User
+from crm.users.models import User, new_session_token
 
 bp = Blueprint("auth", __name__)
 
@@ -74,6 +74,10 @@ def login():
         result = services.authenticate(form.login.data, form.password.data, request.remote_addr)
         db.session.commit()
         if result.user:
+            lang = session.get("lang")
+            session.clear()  # nothing planted before sign-in survives it
+            if lang:
+                session["lang"] = lang
             login_user(result.user)
             session.permanent = True
             if result.user.must_change_password:
@@ -92,7 +96,12 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    if current_user.is_authenticated:
+        # a copied cookie must not outlive signing out: this signs the user out everywhere
+        current_user.session_token = new_session_token()
+        db.session.commit()
     logout_user()
+    session.clear()
     flash(_("You are signed out."), "info")
     return redirect(url_for("auth.login"))
 

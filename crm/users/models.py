@@ -98,6 +98,8 @@ class RoleGrant(db.Model):
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(Text)
+    #: First half of the grantee's temporary password, shown to the proposer; wiped on decision.
+    handover_part: Mapped[str | None] = mapped_column(String(16))
 
     user: Mapped[User] = relationship(foreign_keys=[user_id])
     proposed_by: Mapped[User | None] = relationship(foreign_keys=[proposed_by_id])

@@ -112,7 +112,9 @@ def create():
             flash(exc.message, "error")
         else:
             db.session.commit()
-            return render_template("users/password_issued.html", user=user, password=password, grant=grant)
+            if grant:
+                return render_template("users/handover.html", grant=grant, half=grant.handover_part, first=True)
+            return render_template("users/password_issued.html", user=user, password=password)
     return render_template("users/new.html", form=form), (422 if form.errors else 200)
 
 
@@ -132,7 +134,7 @@ def show(user_id: int):
         allowed = list(ROLES) if current_user.role == ADMIN else sorted(PRIVILEGED_ROLES)
         role_form.role.choices = choices((r, ROLE_NAMES[r]) for r in allowed if r != user.role)
         role_form.manager_id.choices = _manager_choices()
-    edit_form = EditUserForm(obj=user) if services.may_manage(current_user, user) else None
+    edit_form = EditUserForm(obj=user) if services.may_edit_profile(current_user, user) else None
     return render_template("users/show.html", user=user, grants=grants, action=ActionForm(), move_form=move_form,
                            role_form=role_form, edit_form=edit_form, may_manage=services.may_manage(current_user, user),
                            may_reset=services.may_reset_password(current_user, user),
@@ -202,7 +204,7 @@ def temporary_password(user_id: int):
     except DomainError as exc:
         return _refused(exc, url_for("users.show", user_id=user.id))
     db.session.commit()
-    return render_template("users/password_issued.html", user=user, password=password, grant=None)
+    return render_template("users/password_issued.html", user=user, password=password)
 
 
 @bp.route("/<int:user_id>/move", methods=["POST"])
@@ -241,7 +243,7 @@ def role(user_id: int):
         return _refused(exc, url_for("users.show", user_id=user.id))
     db.session.commit()
     if grant:
-        flash(_("Proposed. A different finance or sales head user must confirm it."), "info")
+        return render_template("users/handover.html", grant=grant, half=grant.handover_part, first=True)
     else:
         flash(_("The role is changed."), "success")
     return redirect(url_for("users.show", user_id=user.id))
@@ -252,9 +254,10 @@ def role(user_id: int):
 def grants():
     if current_user.role not in (ADMIN, FINANCE, SALES_HEAD):
         abort(403)
-    pending = services.pending_grants()
-    decided = list(db.session.scalars(select(RoleGrant).where(RoleGrant.status != "pending")
-                                      .order_by(RoleGrant.decided_at.desc()).limit(50)))
+    pending = services.pending_grants(current_user)
+    decided = [g for g in db.session.scalars(select(RoleGrant).where(RoleGrant.status != "pending")
+                                             .order_by(RoleGrant.decided_at.desc()).limit(200))
+               if services.may_see_grant(current_user, g)][:50]
     return render_template("users/grants.html", pending=pending, decided=decided, action=ActionForm(),
                            reject_form=RejectForm(), may_decide=lambda g: services.may_decide(current_user, g))
 
@@ -262,17 +265,22 @@ def grants():
 def _decide(grant_id: int, confirm: bool):
     if current_user.role not in (ADMIN, FINANCE, SALES_HEAD):
         abort(403)
-    grant = db.session.get(RoleGrant, grant_id) or abort(404)
+    grant = db.session.get(RoleGrant, grant_id)
+    if grant is None or not services.may_see_grant(current_user, grant):
+        abort(404)
     form = ActionForm() if confirm else RejectForm()
     if not form.validate_on_submit():
         flash(_("Give a reason."), "error")
         return redirect(url_for("users.grants"))
     try:
-        services.decide_grant(current_user, grant, confirm=confirm, reason=None if confirm else form.reason.data)
+        second_half = services.decide_grant(current_user, grant, confirm=confirm,
+                                            reason=None if confirm else form.reason.data)
     except DomainError as exc:
         return _refused(exc, url_for("users.grants"))
     db.session.commit()
-    flash(_("Confirmed.") if confirm else _("Rejected."), "success")
+    if confirm:
+        return render_template("users/handover.html", grant=grant, half=second_half, first=False)
+    flash(_("Rejected."), "success")
     return redirect(url_for("users.grants"))
 
 

@@ -28,6 +28,8 @@ from crm.users.models import (
 LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 MIN_PASSWORD = 8
 LOCALES = ("ru", "uk", "en")
+#: A temporary password of a role grant is two halves of this length, held by two people.
+HALF = 6
 
 
 # --- passwords ---------------------------------------------------------------------
@@ -139,6 +141,8 @@ def create_user(actor: User | None, *, login: str, name: str, role: str, manager
         raise DomainError("password_required", _l("A password is required."), {"password": _l("Required.")})
 
     needs_grant = role in PRIVILEGED_ROLES and not _is_operator(actor)
+    if needs_grant:
+        password = secrets.token_urlsafe(32)  # unusable: the real one is handed over in two halves
     now = clock.now()
     user = User(login=login, name=name, role=AGENT if needs_grant else role, manager=manager,
                 personnel_number=personnel_number, password_hash=hash_password(password),
@@ -153,11 +157,22 @@ def create_user(actor: User | None, *, login: str, name: str, role: str, manager
     return user, grant
 
 
+def may_edit_profile(actor: User | None, target: User) -> bool:
+    return may_manage(actor, target) or may_set_personnel_number(actor)
+
+
+def may_set_personnel_number(actor: User | None) -> bool:
+    """Payroll pays by personnel number: once a user exists, only finance changes it."""
+    return _is_operator(actor) or (actor.role == FINANCE and actor.active)
+
+
 def update_profile(actor: User | None, target: User, *, name: str, personnel_number: str | None) -> None:
-    if not may_manage(actor, target):
-        raise Forbidden("forbidden", _l("You may not change this user."))
     name = (name or "").strip()
     personnel_number = (personnel_number or "").strip() or None
+    if name != target.name and not may_manage(actor, target):
+        raise Forbidden("forbidden", _l("You may not change this user."))
+    if personnel_number != target.personnel_number and not may_set_personnel_number(actor):
+        raise Forbidden("forbidden", _l("Only finance changes a personnel number."))
     if not name:
         raise DomainError("name_required", _l("A name is required."), {"name": _l("Required.")})
     if personnel_number and db.session.scalar(select(func.count()).where(
@@ -194,10 +209,13 @@ def _apply_role(target: User, role: str, manager: User | None) -> None:
         manager = None
     _check_manager(role, manager)
     before = target.snapshot()
+    old_role, old_manager_id = target.role, target.manager_id
     target.role, target.manager = role, manager
     target.session_token = new_session_token()
     db.session.flush()
     audit.record("user.role", "user", target.id, before=before, after=target.snapshot(), subject_id=target.id)
+    if old_role == AGENT:
+        signals.agent_released.send(target, supervisor_id=old_manager_id, reason="role_changed")
 
 
 def _propose(actor: User, target: User, role: str, *, activates_user: bool) -> RoleGrant:
@@ -207,7 +225,7 @@ def _propose(actor: User, target: User, role: str, *, activates_user: bool) -> R
         raise DomainError("grant_pending", _l("A role change for %(login)s is already waiting for confirmation.",
                                               login=target.login))
     grant = RoleGrant(user=target, role=role, activates_user=activates_user, proposed_by=actor,
-                      proposed_at=clock.now(), status=GRANT_PENDING)
+                      proposed_at=clock.now(), status=GRANT_PENDING, handover_part=generate_password()[:HALF])
     db.session.add(grant)
     db.session.flush()
     audit.record("role_grant.propose", "role_grant", grant.id, subject_id=target.id,
@@ -215,13 +233,26 @@ def _propose(actor: User, target: User, role: str, *, activates_user: bool) -> R
     return grant
 
 
+def may_see_grant(actor: User, grant: RoleGrant) -> bool:
+    """Admins and finance see every grant; a sales head those of people in the region."""
+    if actor.role in (ADMIN, FINANCE):
+        return True
+    if actor.role == SALES_HEAD:
+        return grant.user_id == actor.id or scope.is_below(actor.id, grant.user_id)
+    return False
+
+
 def may_decide(actor: User, grant: RoleGrant) -> bool:
-    """A different finance or sales_head user than the proposer and the grantee."""
+    """A different finance or sales_head user than the proposer and the grantee (a sales
+    head only inside their region)."""
     return (actor.active and actor.role in PRIVILEGED_ROLES and grant.status == GRANT_PENDING
-            and actor.id != grant.proposed_by_id and actor.id != grant.user_id)
+            and actor.id != grant.proposed_by_id and actor.id != grant.user_id and may_see_grant(actor, grant))
 
 
-def decide_grant(actor: User, grant: RoleGrant, *, confirm: bool, reason: str | None = None) -> None:
+def decide_grant(actor: User, grant: RoleGrant, *, confirm: bool, reason: str | None = None) -> str | None:
+    """Confirm or reject. On confirmation the grantee's password is replaced by a temporary one
+    whose first half the proposer holds and whose second half (returned) only the confirmer
+    sees: no single person can sign in to the new finance or sales head account."""
     if not may_decide(actor, grant):
         raise Forbidden("four_eyes", _l("A different finance or sales head user than the proposer must decide."))
     reason = (reason or "").strip() or None
@@ -231,20 +262,30 @@ def decide_grant(actor: User, grant: RoleGrant, *, confirm: bool, reason: str | 
     before = target.snapshot()
     grant.status = GRANT_CONFIRMED if confirm else GRANT_REJECTED
     grant.decided_by, grant.decided_at, grant.reason = actor, clock.now(), reason
+    second_half = None
+    old_role, old_manager_id = target.role, target.manager_id
     if confirm:
         if target.reports:
             raise DomainError("has_reports", _l("%(login)s still manages people; move them first.", login=target.login))
+        second_half = generate_password()[:HALF]
         target.role, target.manager = grant.role, None
+        target.password_hash = hash_password(grant.handover_part + second_half)
+        target.must_change_password = True
         if grant.activates_user:
             target.active = True
         target.session_token = new_session_token()
+    grant.handover_part = None
     db.session.flush()
     audit.record("role_grant.confirm" if confirm else "role_grant.reject", "role_grant", grant.id,
                  subject_id=target.id, before=before, after={**target.snapshot(), "reason": reason})
+    if confirm and old_role == AGENT and not grant.activates_user:
+        signals.agent_released.send(target, supervisor_id=old_manager_id, reason="role_changed")
+    return second_half
 
 
-def pending_grants() -> list[RoleGrant]:
-    return list(db.session.scalars(select(RoleGrant).where(RoleGrant.status == GRANT_PENDING).order_by(RoleGrant.id)))
+def pending_grants(actor: User | None = None) -> list[RoleGrant]:
+    grants = db.session.scalars(select(RoleGrant).where(RoleGrant.status == GRANT_PENDING).order_by(RoleGrant.id))
+    return [g for g in grants if actor is None or may_see_grant(actor, g)]
 
 
 def deactivate(actor: User | None, target: User) -> None:
@@ -263,11 +304,17 @@ def deactivate(actor: User | None, target: User) -> None:
     db.session.flush()
     audit.record("user.deactivate", "user", target.id, before=before, after=target.snapshot(), subject_id=target.id)
     signals.user_deactivated.send(target, supervisor_id=supervisor_id)
+    if target.role == AGENT:
+        signals.agent_released.send(target, supervisor_id=supervisor_id, reason="deactivated")
 
 
 def reactivate(actor: User | None, target: User) -> None:
+    """Bringing back a finance or sales head account gives money access back: that takes a
+    different finance or sales head user, never an admin alone."""
     if not may_manage(actor, target):
         raise Forbidden("forbidden", _l("You may not reactivate this user."))
+    if target.role in PRIVILEGED_ROLES and not _is_operator(actor) and actor.role not in PRIVILEGED_ROLES:
+        raise Forbidden("four_eyes", _l("Only a different finance or sales head user reactivates this account."))
     if target.active:
         return
     if db.session.scalar(select(func.count()).where(RoleGrant.user_id == target.id, RoleGrant.status == GRANT_PENDING,
@@ -304,18 +351,24 @@ def move_agent(actor: User | None, agent: User, new_supervisor: User) -> None:
     db.session.flush()
     audit.record("user.move", "user", agent.id, before=before, after=agent.snapshot(), subject_id=agent.id)
     signals.agent_moved.send(agent, old_supervisor_id=old_supervisor_id, new_supervisor_id=new_supervisor.id)
+    signals.agent_released.send(agent, supervisor_id=old_supervisor_id, reason="moved")
 
 
 def may_reset_password(actor: User | None, target: User) -> bool:
-    """Managers and admins reset passwords, except that a finance or sales head account is
-    reset only by a different finance or sales head user: otherwise an admin could take it over."""
+    """Managers and admins reset passwords of ordinary accounts. A finance or sales head
+    account (or one waiting for such a role) is reset only by the operator (``flask crm
+    reset-password``): whoever resets a password can sign in as that person, so one person
+    in the app must never be able to do it."""
     if _is_operator(actor):
         return True
-    if actor.id == target.id:
+    if actor.id == target.id or target.role in PRIVILEGED_ROLES or _has_pending_grant(target):
         return False
-    if target.role in PRIVILEGED_ROLES:
-        return actor.role in PRIVILEGED_ROLES and actor.active
     return may_manage(actor, target) or actor.role == ADMIN
+
+
+def _has_pending_grant(target: User) -> bool:
+    return bool(db.session.scalar(select(func.count()).select_from(RoleGrant).where(
+        RoleGrant.user_id == target.id, RoleGrant.status == GRANT_PENDING)))
 
 
 def issue_temporary_password(actor: User | None, target: User) -> str:
@@ -323,13 +376,19 @@ def issue_temporary_password(actor: User | None, target: User) -> str:
     if not may_reset_password(actor, target):
         raise Forbidden("forbidden", _l("You may not reset this password."))
     password = generate_password()
+    set_temporary_password(actor, target, password)
+    return password
+
+
+def set_temporary_password(actor: User | None, target: User, password: str) -> None:
+    if not may_reset_password(actor, target):
+        raise Forbidden("forbidden", _l("You may not reset this password."))
     target.password_hash = hash_password(password)
     target.must_change_password = True
     target.session_token = new_session_token()
     db.session.flush()
     audit.record("user.temporary_password", "user", target.id, subject_id=target.id,
                  after={"must_change_password": True})
-    return password
 
 
 def change_own_password(user: User, current: str, new: str) -> None:

@@ -7,14 +7,39 @@ Revises:
 from alembic import op
 import sqlalchemy as sa
 
-from crm.chain import drop_guard_ddl, guard_ddl
-
 
 # revision identifiers, used by Alembic.
 revision = '0001'
 down_revision = None
 branch_labels = None
 depends_on = None
+
+
+# The audit log's append-only guards, frozen as they were when this revision was written
+# (crm.chain.guard_ddl produces the same for new chained tables; never edit these).
+AUDIT_GUARDS = {
+    'sqlite': [
+        "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: UPDATE refused'); END",
+        "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: DELETE refused'); END",
+        "CREATE TRIGGER audit_events_insert_guard BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit_events: position must be last+1') WHERE NEW.position IS NOT (SELECT COALESCE(MAX(position), 0) + 1 FROM audit_events); SELECT RAISE(ABORT, 'audit_events: prev_hash must equal the last hash') WHERE NEW.prev_hash IS NOT COALESCE((SELECT hash FROM audit_events ORDER BY position DESC LIMIT 1), '0000000000000000000000000000000000000000000000000000000000000000'); SELECT RAISE(ABORT, 'audit_events: idempotency key exists') WHERE EXISTS (SELECT 1 FROM audit_events WHERE idempotency_key = NEW.idempotency_key); END",
+    ],
+    'postgresql': [
+        "CREATE OR REPLACE FUNCTION doorstep_append_only() RETURNS trigger\nLANGUAGE plpgsql AS $$\nBEGIN\n    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP\n        USING ERRCODE = '23001';\nEND\n$$",
+        "CREATE OR REPLACE FUNCTION doorstep_chain_insert_guard() RETURNS trigger\nLANGUAGE plpgsql AS $$\nDECLARE\n    last_pos bigint;\n    last_hash text;\nBEGIN\n    EXECUTE format('SELECT position, hash FROM %I.%I ORDER BY position DESC LIMIT 1',\n                   TG_TABLE_SCHEMA, TG_TABLE_NAME)\n        INTO last_pos, last_hash;\n    IF NEW.position IS DISTINCT FROM COALESCE(last_pos, 0) + 1 THEN\n        RAISE EXCEPTION '%: position must be last+1', TG_TABLE_NAME USING ERRCODE = '23001';\n    END IF;\n    IF NEW.prev_hash IS DISTINCT FROM COALESCE(last_hash, repeat('0', 64)) THEN\n        RAISE EXCEPTION '%: prev_hash must equal the last hash', TG_TABLE_NAME USING ERRCODE = '23001';\n    END IF;\n    RETURN NEW;\nEND\n$$",
+        'CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events FOR EACH ROW EXECUTE FUNCTION doorstep_append_only()',
+        'ALTER TABLE audit_events ENABLE ALWAYS TRIGGER audit_events_no_update',
+        'CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events FOR EACH ROW EXECUTE FUNCTION doorstep_append_only()',
+        'ALTER TABLE audit_events ENABLE ALWAYS TRIGGER audit_events_no_delete',
+        'CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events FOR EACH STATEMENT EXECUTE FUNCTION doorstep_append_only()',
+        'ALTER TABLE audit_events ENABLE ALWAYS TRIGGER audit_events_no_truncate',
+        'CREATE TRIGGER audit_events_insert_guard BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION doorstep_chain_insert_guard()',
+        'ALTER TABLE audit_events ENABLE ALWAYS TRIGGER audit_events_insert_guard',
+    ],
+}
+AUDIT_GUARDS_DROP = {
+    'sqlite': ['DROP TRIGGER IF EXISTS audit_events_no_update', 'DROP TRIGGER IF EXISTS audit_events_no_delete', 'DROP TRIGGER IF EXISTS audit_events_insert_guard'],
+    'postgresql': ['DROP TRIGGER IF EXISTS audit_events_no_update ON audit_events', 'DROP TRIGGER IF EXISTS audit_events_no_delete ON audit_events', 'DROP TRIGGER IF EXISTS audit_events_insert_guard ON audit_events', 'DROP TRIGGER IF EXISTS audit_events_no_truncate ON audit_events'],
+}
 
 
 def upgrade():
@@ -25,6 +50,7 @@ def upgrade():
     sa.Column('client_addr', sa.String(length=64), nullable=True),
     sa.Column('at', sa.DateTime(), nullable=False),
     sa.Column('succeeded', sa.Boolean(), nullable=False),
+    sa.Column('throttled', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_login_attempts'))
     )
     with op.batch_alter_table('login_attempts', schema=None) as batch_op:
@@ -108,6 +134,7 @@ def upgrade():
     sa.Column('decided_by_id', sa.Integer(), nullable=True),
     sa.Column('decided_at', sa.DateTime(), nullable=True),
     sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('handover_part', sa.String(length=16), nullable=True),
     sa.CheckConstraint("role IN ('finance', 'sales_head')", name=op.f('ck_role_grants_role_privileged')),
     sa.CheckConstraint("status IN ('pending', 'confirmed', 'rejected')", name=op.f('ck_role_grants_status_known')),
     sa.ForeignKeyConstraint(['decided_by_id'], ['users.id'], name=op.f('fk_role_grants_decided_by_id_users')),
@@ -121,12 +148,12 @@ def upgrade():
 
     # ### end Alembic commands ###
     # The audit log is append-only and hash-chained: the database itself refuses changes.
-    for statement in guard_ddl('audit_events', op.get_bind().dialect.name):
+    for statement in AUDIT_GUARDS[op.get_bind().dialect.name]:
         op.execute(statement)
 
 
 def downgrade():
-    for statement in drop_guard_ddl('audit_events', op.get_bind().dialect.name):
+    for statement in AUDIT_GUARDS_DROP[op.get_bind().dialect.name]:
         op.execute(statement)
     # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table('role_grants', schema=None) as batch_op:
