@@ -79,11 +79,16 @@ def register_blueprints(app: Flask) -> None:
     from crm.apikeys.routes import bp as apikeys_bp
     from crm.audit.routes import bp as audit_bp
     from crm.auth.routes import bp as auth_bp
+    from crm.catalogue.routes import bp as catalogue_bp
+    from crm.contracts.routes import bp as contracts_bp
+    from crm.ledger.routes import bp as ledger_bp
     from crm.main.routes import bp as main_bp
     from crm.users.routes import bp as users_bp
 
-    for bp in (main_bp, auth_bp, users_bp, audit_bp, apikeys_bp):
+    for bp in (main_bp, auth_bp, users_bp, audit_bp, apikeys_bp, catalogue_bp, ledger_bp, contracts_bp):
         app.register_blueprint(bp)
+    import crm.contracts.api  # noqa: F401  registers its endpoints on the API blueprint
+
     csrf.exempt(api_bp)  # the API checks X-CSRFToken itself for session callers
     app.register_blueprint(api_bp)
 

@@ -11,7 +11,6 @@ was rewritten and re-hashed from the start.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -76,16 +75,27 @@ class ChainMixin:
 # --- pure part: encoding and hashing ------------------------------------------------
 
 
-def _encode(value: Any) -> Any:
-    """Only types that read back from either database exactly as written: money is
-    integer minor units, never Decimal or float."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, datetime):
+def _encode(value: Any) -> str:
+    """A value as a length-prefixed token; ``~`` is NULL (a real token starts with a digit).
+
+    Only types that read back from either database exactly as written: money is
+    integer minor units, never Decimal or float.
+    """
+    if value is None:
+        return "~"
+    if isinstance(value, bool):
+        text_ = "1" if value else "0"
+    elif isinstance(value, (int, str)):
+        text_ = str(value)
+    elif isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime in a chained row")
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    raise TypeError(f"cannot encode {type(value).__name__} in a chained row")
+        if value.utcoffset():
+            value = value.astimezone(timezone.utc)
+        text_ = value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    else:
+        raise TypeError(f"cannot encode {type(value).__name__} in a chained row")
+    return f"{len(text_)}:{text_}"
 
 
 def _check_types(entry) -> None:
@@ -106,11 +116,11 @@ def _check_types(entry) -> None:
 
 
 def canonical(position: int, idempotency_key: str, values: dict[str, Any]) -> bytes:
-    """Sorted-key compact JSON, UTF-8: the bytes that are hashed."""
-    doc = {name: _encode(v) for name, v in values.items()}
-    doc["position"] = position
-    doc["idempotency_key"] = idempotency_key
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """The bytes that are hashed: position, key, then ``name=token`` for every field in name
+    order, separated by newlines, UTF-8. Lean on purpose: verify runs over millions of rows."""
+    parts = [str(position), _encode(idempotency_key)]
+    parts += [f"{name}={_encode(values[name])}" for name in sorted(values)]
+    return "\n".join(parts).encode("utf-8")
 
 
 def link_hash(prev_hash: str, payload: bytes) -> str:
@@ -343,6 +353,26 @@ def guard_ddl(table: str, dialect: str) -> list[str]:
             ("insert_guard", "BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION doorstep_chain_insert_guard()"),
         ):
             stmts.append(f"CREATE TRIGGER {table}_{name} " + timing.format(t=table))
+            stmts.append(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_{name}")
+        return stmts
+    raise ValueError(f"unsupported database: {dialect}")
+
+
+def immutable_ddl(table: str, dialect: str) -> list[str]:
+    """UPDATE and DELETE refused on ``table`` (rows are written once, never chained)."""
+    if dialect == "sqlite":
+        return [
+            f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is immutable: UPDATE refused'); END",
+            f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is immutable: DELETE refused'); END",
+        ]
+    if dialect == "postgresql":
+        stmts = [_PG_FUNCTIONS[0]]
+        for name, timing in (("no_update", "BEFORE UPDATE ON {t} FOR EACH ROW"),
+                             ("no_delete", "BEFORE DELETE ON {t} FOR EACH ROW"),
+                             ("no_truncate", "BEFORE TRUNCATE ON {t} FOR EACH STATEMENT")):
+            stmts.append(f"CREATE TRIGGER {table}_{name} {timing.format(t=table)} EXECUTE FUNCTION doorstep_append_only()")
             stmts.append(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_{name}")
         return stmts
     raise ValueError(f"unsupported database: {dialect}")

@@ -100,6 +100,32 @@ def reset_password(login, password_stdin):
         click.echo(f"password: {password}")
 
 
+@crm_cli.command("add-tariff")
+@click.argument("code")
+@click.option("--name", required=True)
+@click.option("--speed", "speed", help="Mbit/s (internet and bundle tariffs)")
+@click.option("--fee", required=True, help="monthly fee, e.g. 590.00")
+@click.option("--kind", required=True, help="internet, tv, phone, bundle; add-ons: tv, phone, video_surveillance, router_rent")
+@click.option("--addon", is_flag=True, help="an add-on rather than a tariff")
+@operator_command
+def add_tariff(code, name, speed, fee, kind, addon):
+    """Add a tariff or add-on to the catalogue."""
+    from crm.catalogue import services
+    from crm.ledger.commission import parse_money
+
+    try:
+        fee_minor = parse_money(fee)
+    except ValueError:
+        raise DomainError("bad_fee", f"--fee {fee} is not an amount")
+    try:
+        speed_mbit = int(speed) if speed not in (None, "") else None
+    except ValueError:
+        raise DomainError("bad_speed", f"--speed {speed} is not a whole number")
+    tariff = services.add_tariff(None, code=code, name=name, kind=kind, monthly_fee=fee_minor,
+                                 speed_mbit=speed_mbit, is_addon=addon)
+    click.echo(f"tariff {tariff.code} added")
+
+
 @crm_cli.group("api-key", help="Keys for integrations (billing, installers, the network system).")
 def api_key():
     pass
@@ -141,6 +167,25 @@ def seed_demo():
 @click.group("ledger", help="The hash chains: commission ledger and audit log.")
 def ledger_cli():
     pass
+
+
+@ledger_cli.command("add-rates")
+@click.argument("path", type=click.Path(dir_okay=False))
+@operator_command
+def add_rates(path):
+    """Add a rate version from a JSON file (amounts in minor units, a future effective_from)."""
+    import json
+
+    from crm.ledger import services
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DomainError("unreadable", f"cannot read {path}: {exc}")
+    version = services.add_rate_version(None, doc)
+    local = version.effective_from.astimezone(services.company_tz())
+    click.echo(f"rate version {version.id} effective from {local.isoformat()}")
 
 
 @ledger_cli.command("verify")

@@ -3,3 +3,7 @@ from crm.apikeys.models import ApiKey  # noqa: F401
 from crm.audit.models import AuditEvent  # noqa: F401
 from crm.auth.models import LoginAttempt  # noqa: F401
 from crm.users.models import RoleGrant, User  # noqa: F401
+from crm.catalogue.models import Tariff  # noqa: F401
+from crm.contracts.models import Contract, ContractAddon, ContractEvent  # noqa: F401
+from crm.ledger.models import LedgerEntry, RateAmount, RateTier, RateVersion  # noqa: F401
+from territories.models import Building  # noqa: F401

@@ -17,8 +17,11 @@ from tests.helpers import operator
 def test_canonical_is_sorted_compact_utf8_and_hash_covers_previous():
     at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
     payload = chain.canonical(7, "k", {"b": "ж", "a": 1, "at": at, "amount": -150000, "none": None})
-    assert payload == ('{"a":1,"amount":-150000,"at":"2026-01-02T03:04:05.000006Z","b":"ж",'
-                       '"idempotency_key":"k","none":null,"position":7}').encode("utf-8")
+    assert payload == ("7\n1:k\na=1:1\namount=7:-150000\nat=27:2026-01-02T03:04:05.000006Z\nb=1:ж\n"
+                       "none=~").encode("utf-8")
+    # NULL, an empty string and the string "~" are all different
+    # (a column has one type, so "0", 0 and False never compete for the same field)
+    assert len({chain.canonical(1, "k", {"x": v}) for v in (None, "", "~", "0")}) == 4
     expected = hashlib.sha256(bytes(32) + payload).hexdigest()
     assert chain.link_hash(chain.ZERO_HASH, payload) == expected
     assert chain.link_hash("11" * 32, payload) != expected

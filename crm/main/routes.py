@@ -4,7 +4,9 @@ from sqlalchemy import func, select
 
 from crm.extensions import db
 from crm.users import services as users
-from crm.users.models import AGENT, PRIVILEGED_ROLES, RoleGrant, User
+from crm.contracts.models import Contract
+from crm.contracts.routes import scoped_contracts
+from crm.users.models import AGENT, FINANCE, PRIVILEGED_ROLES, SALES_HEAD, RoleGrant, User
 
 bp = Blueprint("main", __name__)
 
@@ -27,4 +29,10 @@ def home():
         grants_to_decide = [g for g in users.pending_grants() if users.may_decide(current_user, g)]
     my_pending = db.session.scalar(select(func.count()).select_from(RoleGrant).where(
         RoleGrant.proposed_by_id == current_user.id, RoleGrant.status == "pending"))
-    return render_template("main/home.html", team=team, grants_to_decide=grants_to_decide, my_pending=my_pending)
+    no_rate = 0
+    if current_user.role in (SALES_HEAD, FINANCE):
+        # contracts signed while no rate version was in force: only an approved adjustment pays them
+        no_rate = db.session.scalar(select(func.count()).select_from(
+            scoped_contracts(current_user).where(Contract.rate_version_id.is_(None)).subquery()))
+    return render_template("main/home.html", team=team, grants_to_decide=grants_to_decide, my_pending=my_pending,
+                           no_rate=no_rate)

@@ -1,0 +1,1 @@
+"""The tariff and add-on catalogue the sales head manages."""

@@ -1,0 +1,1 @@
+"""Rate versions and the append-only, hash-chained commission ledger."""
