@@ -1,12 +1,20 @@
 """The demo (``flask crm seed-demo``): idempotent, every password ``demo``.
 
 Each feature adds its part here (city, catalogue, history) and its count to the
-"demo ready" line.
+"demo ready" line. History is written through the injected clock, moved to each
+event's time, so rate versions are never backdated and every entry is genuine.
 """
 from __future__ import annotations
 
+import random
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+
+from flask import current_app
 from sqlalchemy import func, select
 
+from crm.clock import FixedClock, get_clock
 from crm.extensions import db
 from crm.users import services as users
 from crm.users.models import User
@@ -46,8 +54,158 @@ def seed_people() -> None:
                           personnel_number=f"D-{number:04d}", password=DEMO_PASSWORD, must_change_password=False)
 
 
+DEMO_BUILDINGS = 240
+DEMO_CONTRACTS = 420
+# code, name, kind, fee, speed, add-on
+CATALOGUE = [
+    ("net100", "Домашний 100", "internet", 50000, 100, False),
+    ("net300", "Домашний 300", "internet", 65000, 300, False),
+    ("net500", "Домашний 500", "internet", 85000, 500, False),
+    ("combo300", "Интернет 300 + ТВ", "bundle", 90000, 300, False),
+    ("tv", "Цифровое ТВ", "tv", 30000, None, True),
+    ("phone", "Домашний телефон", "phone", 15000, None, True),
+    ("router", "Аренда роутера", "router_rent", 10000, None, True),
+]
+
+
+@contextmanager
+def _clock_at(at: datetime):
+    """Write history: everything inside sees ``at`` as now."""
+    saved = current_app.extensions.get("doorstep_clock")
+    current_app.extensions["doorstep_clock"] = FixedClock(at)
+    try:
+        yield
+    finally:
+        current_app.extensions["doorstep_clock"] = saved
+
+
+def _rates(effective_from: datetime, scale: float, override: str, clawback_days: int, tiers) -> dict:
+    base = {"net100": 120000, "net300": 160000, "net500": 200000, "combo300": 220000,
+            "tv": 15000, "phone": 8000, "router": 5000}
+    amounts = {code: int(round(v * scale / 100)) * 100 for code, v in base.items()}
+    return {"effective_from": effective_from.isoformat(),
+            "agent": {"tariffs": {c: amounts[c] for c in ("net100", "net300", "net500", "combo300")},
+                      "addons": {c: amounts[c] for c in ("tv", "phone", "router")}},
+            "supervisor_override_percent": override, "clawback_days": clawback_days,
+            "tiers": [{"activations": a, "bonus_per_activation": b} for a, b in tiers]}
+
+
+def seed_money(now: datetime) -> None:
+    """Catalogue, a rate history with one future version, and weeks of contracts in every status."""
+    from crm.catalogue import services as catalogue
+    from crm.catalogue.models import Tariff
+    from crm.contracts import services as contracts
+    from crm.contracts.models import Contract
+    from crm.ledger import services as ledger
+    from territories.demo import seed_buildings
+    from territories.models import Building
+
+    rng = random.Random(2026)
+    if not db.session.scalar(select(func.count()).select_from(Tariff)):
+        with _clock_at(now - timedelta(days=130)):
+            for code, name, kind, fee, speed, addon in CATALOGUE:
+                catalogue.add_tariff(None, code=code, name=name, kind=kind, monthly_fee=fee, speed_mbit=speed,
+                                     is_addon=addon)
+    seed_buildings(DEMO_BUILDINGS, now, rng)
+    if db.session.scalar(select(func.count()).select_from(Contract)):
+        return
+
+    start = (now - timedelta(days=120)).replace(hour=0, minute=0, second=0, microsecond=0)
+    second = (now - timedelta(days=45)).replace(hour=0, minute=0, second=0, microsecond=0)
+    upcoming = (now.replace(day=1, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=32)).replace(day=1)
+    timeline = [
+        (start - timedelta(days=3), "rates", _rates(start, 1.0, "10", 60, [(30, 10000), (50, 15000)])),
+        (second - timedelta(days=5), "rates", _rates(second, 1.1, "10", 60, [(25, 10000), (45, 15000)])),
+    ]
+    agents = list(db.session.scalars(select(User).where(User.role == "agent").order_by(User.login)))
+    buildings = list(db.session.scalars(select(Building).where(Building.external_id.like("demo-%"))))
+    tariffs = ["net100", "net100", "net300", "net300", "net300", "net500", "combo300"]
+    taken: set[tuple[int, int]] = set()
+    span = (now - timedelta(hours=6) - start).total_seconds()
+    for i in range(DEMO_CONTRACTS):
+        at = start + timedelta(seconds=rng.uniform(0, span))
+        if i < 3:  # signed before any rate was in force: the sales head's alert
+            at = start - timedelta(days=10, hours=-5 * i)
+        building = rng.choice(buildings)
+        flat = rng.randint(1, building.apartments)
+        if (building.id, flat) in taken:
+            continue
+        taken.add((building.id, flat))
+        plan = rng.choices(["signed", "paid", "scheduled", "activated", "void", "clawback", "late"],
+                           weights=[12, 8, 8, 50, 10, 7, 5])[0]
+        deal = {"agent": rng.choice(agents), "building": building, "flat": flat, "at": at,
+                "tariff": rng.choice(tariffs), "addons": [a for a in ("tv", "phone", "router") if rng.random() < 0.25],
+                "client_id": str(uuid.UUID(int=rng.getrandbits(128)))}
+        timeline.append((at + timedelta(minutes=rng.randint(1, 600)), "sign", deal))
+        t = at
+        steps = {"signed": [], "paid": ["paid"], "scheduled": ["paid", "installation_scheduled"],
+                 "activated": ["paid", "installation_scheduled", "activated"], "void": ["paid", "cancelled"],
+                 "clawback": ["paid", "installation_scheduled", "activated", "cancelled"],
+                 "late": ["paid", "installation_scheduled", "activated", "cancelled"]}[plan]
+        for step in steps:
+            gap = timedelta(days=70) if (plan == "late" and step == "cancelled") else timedelta(hours=rng.uniform(4, 96))
+            t = t + gap
+            if t > now - timedelta(minutes=10):
+                break
+            timeline.append((t, "event", (deal, step, t)))
+    timeline.append((now, "rates", _rates(upcoming, 1.15, "12.5", 45, [(25, 12000), (45, 17000)])))
+    timeline.sort(key=lambda item: item[0])
+
+    reasons = ["переезд", "передумал", "нашёл дешевле у конкурента", "не устроило время подключения",
+               "дом не готов к подключению"]
+    seq = 0
+    for when, kind, payload in timeline:
+        if kind == "rates":
+            with _clock_at(when):
+                ledger.add_rate_version(None, payload)
+            continue
+        if kind == "sign":
+            with _clock_at(when):
+                contract, _ = contracts.sign(
+                    None, agent=payload["agent"], building=payload["building"], flat=payload["flat"],
+                    subscriber_name=_resident(rng), phone=f"+7912{rng.randint(0, 9999999):07d}",
+                    tariff_code=payload["tariff"], addon_codes=payload["addons"], adult_confirmed=True,
+                    at=payload["at"], client_id=payload["client_id"])
+                payload["number"] = contract.number
+            continue
+        deal, step, at = payload
+        if "number" not in deal:
+            continue
+        seq += 1
+        with _clock_at(when + timedelta(minutes=rng.randint(0, 3))):
+            contract = db.session.scalars(select(Contract).where(Contract.number == deal["number"])).one()
+            contracts.apply_event(contract, event=step, at=at, event_key=f"demo:{seq}",
+                                  reason=rng.choice(reasons) if step == "cancelled" else None)
+    db.session.flush()
+
+
+FIRST = ["Александр", "Мария", "Сергей", "Елена", "Дмитрий", "Ольга", "Андрей", "Татьяна", "Алексей", "Наталья",
+         "Иван", "Светлана", "Павел", "Ксения", "Николай", "Юлия"]
+LAST = ["Иванов", "Смирнов", "Кузнецов", "Попов", "Васильев", "Петров", "Соколов", "Михайлов", "Новиков",
+        "Фёдоров", "Морозов", "Волков", "Алексеев", "Лебедев", "Семёнов", "Егоров"]
+
+
+def _resident(rng: random.Random) -> str:
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    if first[-1] in "аяи" and first not in ("Никита",):
+        last = last + "а"
+    return f"{first} {last}"
+
+
 def seed() -> dict[str, int]:
     """Create whatever part of the demo is missing; return what the demo holds."""
+    from crm.catalogue.models import Tariff
+    from crm.contracts.models import Contract
+    from crm.ledger.models import LedgerEntry, RateVersion
+    from territories.models import Building
+
     seed_people()
     db.session.flush()
-    return {"users": db.session.scalar(select(func.count()).select_from(User))}
+    seed_money(get_clock().now())
+    db.session.flush()
+
+    def count(model):
+        return db.session.scalar(select(func.count()).select_from(model))
+
+    return {"users": count(User), "buildings": count(Building), "tariffs": count(Tariff),
+            "rate versions": count(RateVersion), "contracts": count(Contract), "ledger entries": count(LedgerEntry)}

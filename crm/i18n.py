@@ -14,6 +14,29 @@ ROLE_NAMES = {
 }
 
 
+STATUS_NAMES = {
+    "signed": _l("signed"),
+    "paid": _l("paid"),
+    "installation_scheduled": _l("installation scheduled"),
+    "activated": _l("activated"),
+    "cancelled": _l("cancelled"),
+}
+
+ENTRY_KINDS = {
+    "accrual": _l("accrual"),
+    "override": _l("supervisor override"),
+    "release": _l("release"),
+    "earned": _l("earned"),
+    "void": _l("void"),
+    "clawback": _l("clawback"),
+    "bonus": _l("bonus"),
+    "adjustment": _l("adjustment"),
+    "payout": _l("payout"),
+}
+
+BUCKETS = {"pending": _l("pending"), "payable": _l("payable")}
+
+
 def select_locale() -> str:
     languages = current_app.config["LANGUAGES"]
     if not has_request_context():
@@ -41,6 +64,18 @@ def register_template_helpers(app) -> None:
     @app.template_filter("role_name")
     def role_name(value):
         return ROLE_NAMES.get(value, value)
+
+    @app.template_filter("status_name")
+    def status_name(value):
+        return STATUS_NAMES.get(value, value)
+
+    @app.template_filter("entry_kind")
+    def entry_kind(value):
+        return ENTRY_KINDS.get(value, value)
+
+    @app.template_filter("bucket_name")
+    def bucket_name(value):
+        return BUCKETS.get(value, value)
 
     @app.context_processor
     def _globals():

@@ -6,6 +6,7 @@ import re
 from sqlalchemy import func, select
 
 from crm.audit.models import AuditEvent
+from crm.ledger.models import LedgerEntry
 from crm.users.models import User
 
 
@@ -16,14 +17,33 @@ def _count(app, model):
         return db.session.scalar(select(func.count()).select_from(model))
 
 
-def test_seed_demo_creates_the_demo_people_once(app, runner):
+def test_seed_demo_builds_the_demo_once(app, runner):
     first = runner.invoke(args=["crm", "seed-demo"])
     assert first.exit_code == 0, first.output
-    assert first.output.strip() == "demo ready: 19 users"
+    match = re.fullmatch(r"demo ready: 19 users, (\d+) buildings, 7 tariffs, 3 rate versions, (\d+) contracts, "
+                         r"(\d+) ledger entries\n", first.output)
+    assert match, first.output
     events = _count(app, AuditEvent)
     second = runner.invoke(args=["crm", "seed-demo"])
-    assert second.output.strip() == "demo ready: 19 users"
+    assert second.output == first.output
     assert _count(app, User) == 19 and _count(app, AuditEvent) == events
+    assert runner.invoke(args=["ledger", "verify"]).output.startswith(f"ledger ok: {match.group(3)} entries")
+    with app.app_context():
+        from crm.catalogue.models import Tariff
+        from crm.contracts.models import Contract
+        from crm.extensions import db
+        from crm.ledger import services as ledger
+        from crm.ledger.models import RateVersion
+
+        codes = set(db.session.scalars(select(Tariff.code)))
+        assert {"net100", "net300", "net500", "tv", "phone"} <= codes
+        statuses = set(db.session.scalars(select(Contract.status)))
+        assert statuses == {"signed", "paid", "installation_scheduled", "activated", "cancelled"}
+        assert db.session.scalar(select(func.count()).select_from(Contract).where(Contract.rate_version_id.is_(None)))
+        future = db.session.scalars(select(RateVersion).where(RateVersion.effective_from > ledger.clock.now())).all()
+        assert len(future) == 1
+        kinds = set(db.session.scalars(select(LedgerEntry.kind)))
+        assert {"accrual", "override", "release", "earned", "void", "clawback"} <= kinds
     with app.app_context():
         from crm.users.services import check_password, find_by_login
 

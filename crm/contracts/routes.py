@@ -16,6 +16,7 @@ from crm.contracts.models import Contract
 from crm.errors import DomainError
 from crm.extensions import db
 from crm.forms import choices
+from crm.i18n import STATUS_NAMES
 from crm.ledger import commission
 from crm.ledger import services as ledger
 from crm.ledger.models import LedgerEntry
@@ -142,7 +143,7 @@ def show(number: str):
     form = None
     if services.may_report_events(current_user, contract):
         form = EventForm()
-        form.event.choices = choices((e, e) for e in lifecycle.EVENTS if lifecycle.allowed(contract.status, e))
+        form.event.choices = choices((e, STATUS_NAMES[e]) for e in lifecycle.EVENTS if lifecycle.allowed(contract.status, e))
     return render_template("contracts/show.html", contract=contract, entries=_visible_entries(contract), form=form,
                            fmt=commission.format_money)
 
