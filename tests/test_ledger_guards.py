@@ -169,7 +169,7 @@ def test_a_backdated_version_is_refused_from_the_page(demo_app, clock):
             "amount_net100": "1500", "amount_net300": "2000", "amount_net500": "2500", "amount_tv": "200",
             "amount_phone": "100", "tiers": "30 100.00"}
     refused = post(client, "/rates", form, token_from="/rates")
-    assert refused.status_code == 422 and "is in the past" in refused.get_data(as_text=True)
+    assert refused.status_code == 422 and "effective_from 2026-11-01T00:00" in refused.get_data(as_text=True)
     ok = post(client, "/rates", {**form, "effective_from": "2026-12-01T00:00"}, token_from="/rates")
     assert ok.status_code == 302
     with demo_app.app_context():

@@ -174,5 +174,5 @@ def event(number: str):
         flash(exc.message, "error")
         return redirect(url_for("contracts.show", number=number))
     db.session.commit()
-    flash(_("Recorded: %(event)s.", event=form.event.data), "success")
+    flash(_("Recorded: %(event)s.", event=STATUS_NAMES.get(form.event.data, form.event.data)), "success")
     return redirect(url_for("contracts.show", number=number))

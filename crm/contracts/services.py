@@ -20,6 +20,7 @@ from crm.contracts import lifecycle
 from crm.contracts.models import Contract, ContractAddon, ContractEvent
 from crm.errors import Conflict, DomainError, Forbidden, NotFound
 from crm.extensions import db
+from crm.i18n import STATUS_NAMES
 from crm.ledger import commission
 from crm.ledger import services as ledger
 from crm.users import scope
@@ -205,8 +206,9 @@ def apply_event(contract: Contract, *, event: str, at: datetime, reason: str | N
         raise DomainError("reason_required", _l("A cancellation needs a reason."), {"reason": _l("Required.")})
     from_status = contract.status
     if not lifecycle.allowed(from_status, event):
-        raise Conflict("transition_refused", _l("A %(from)s contract cannot become %(to)s.", **{"from": from_status, "to": event}),
-                       {"event": _l("Not allowed from %(status)s.", status=from_status)})
+        names = {"from": STATUS_NAMES[from_status], "to": STATUS_NAMES[event]}
+        raise Conflict("transition_refused", _l("A %(from)s contract cannot become %(to)s.", **names),
+                       {"event": _l("Not allowed from %(status)s.", status=names["from"])})
 
     contract.status = event
     entries = []
