@@ -142,12 +142,30 @@ def format_head(position: int, hash_: str) -> str:
 # --- writing -------------------------------------------------------------------------
 
 
+_INFO_KEY = "doorstep_chain"
+
+
+def _state(session: Session) -> dict:
+    """Per-transaction chain state: whether we hold the lock, and each chain's head."""
+    return session.info.setdefault(_INFO_KEY, {"locked": False, "heads": {}})
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_state(session, transaction):
+    # any commit, rollback or savepoint end: the cached heads may no longer be true
+    session.info.pop(_INFO_KEY, None)
+
+
 def lock_chains(session: Session) -> None:
     """Become the single chain writer until the transaction ends.
 
     PostgreSQL: a transaction advisory lock. SQLite: the write transaction was
     begun with ``BEGIN IMMEDIATE`` (see ``crm.database``), which already is the lock.
     """
+    state = _state(session)
+    if state["locked"]:
+        return
+    state["locked"] = True
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
@@ -186,12 +204,15 @@ def append(session: Session, entry: ChainMixin):
                 raise ChainConflict(entry.idempotency_key, name)
         return existing
     _check_types(entry)
-    last_pos, last_hash = head(session, model)
+    heads = _state(session)["heads"]
+    table = model.__tablename__
+    last_pos, last_hash = heads[table] if table in heads else head(session, model)
     entry.position = last_pos + 1
     entry.prev_hash = last_hash
     entry.hash = link_hash(last_hash, canonical(entry.position, entry.idempotency_key, entry.chain_values()))
     session.add(entry)
     session.flush()
+    _state(session)["heads"][table] = (entry.position, entry.hash)  # we hold the lock: nobody else appends
     return entry
 
 
