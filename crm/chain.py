@@ -234,13 +234,97 @@ class VerifyResult:
         return f"{name} broken at {self.broken_at}: {self.reason}"
 
 
-def verify(session: Session, model, expect: tuple[int, str] | None = None, batch: int = 5000) -> VerifyResult:
-    """Recompute every link of ``model``'s chain in position order; stop at the first broken one."""
-    fields = model.__chain_fields__
-    columns = [model.position, model.idempotency_key, model.prev_hash, model.hash]
-    columns += [getattr(model, name) for name in fields]
-    stmt = select(*columns).order_by(model.position).execution_options(yield_per=batch)
-    return verify_rows(session.execute(stmt), fields, expect)
+def verify(session: Session, model, expect: tuple[int, str] | None = None, batch: int = 20000) -> VerifyResult:
+    """Recompute every link of ``model``'s chain in position order; stop at the first broken one.
+
+    Reads with the raw driver cursor and encodes the stored values directly (the same
+    bytes ``canonical`` produces), because this runs over millions of rows.
+    """
+    fields = sorted(model.__chain_fields__)
+    table = model.__table__
+    dialect = session.get_bind().dialect.name
+    sql = (f"SELECT position, idempotency_key, prev_hash, hash, {', '.join(fields)} "
+           f"FROM {table.name} ORDER BY position")
+    encoders = [_raw_encoder(table.c[name].type, dialect) for name in fields]
+    connection = session.connection().connection  # the DBAPI connection of this transaction
+    if dialect == "postgresql":
+        cursor = connection.cursor(name=f"verify_{table.name}")  # server-side: streams
+        cursor.itersize = batch
+    else:
+        cursor = connection.cursor()
+    try:
+        cursor.execute(sql)
+        return _verify_cursor(cursor, fields, encoders, expect, batch)
+    finally:
+        cursor.close()
+
+
+def _raw_encoder(column_type, dialect: str):
+    """A function from a raw driver value of this column to its canonical token."""
+    from crm.types import UTCDateTime
+
+    if isinstance(column_type, UTCDateTime):
+        if dialect == "sqlite":
+            def encode_sqlite_datetime(value):
+                if value is None:
+                    return "~"
+                if len(value) == 26 and value[10] == " ":  # SQLAlchemy's storage format, microseconds always
+                    return f"27:{value[:10]}T{value[11:]}Z"
+                return _encode(datetime.fromisoformat(value).replace(tzinfo=timezone.utc))
+            return encode_sqlite_datetime
+
+        def encode_datetime(value):
+            if value is None:
+                return "~"
+            return f"27:{value.isoformat(timespec='microseconds')}Z" if value.year >= 1000 else _encode(
+                value.replace(tzinfo=timezone.utc))
+        return encode_datetime
+
+    def encode_plain(value):
+        if value is None:
+            return "~"
+        if value is True or value is False:
+            return "1:1" if value else "1:0"
+        text_ = value if isinstance(value, str) else str(value)
+        return f"{len(text_)}:{text_}"
+    return encode_plain
+
+
+def _verify_cursor(cursor, fields, encoders, expect, batch) -> VerifyResult:
+    sha256 = hashlib.sha256
+    prefixes = [f"{name}=" for name in fields]
+    pairs = list(zip(prefixes, encoders))
+    expected_pos, prev, count = 1, ZERO_HASH, 0
+    expect_pos = expect[0] if expect is not None else -1
+
+    def broken(at: int, reason: str) -> VerifyResult:
+        return VerifyResult(False, count, expected_pos - 1, prev, at, reason)
+
+    while True:
+        rows = cursor.fetchmany(batch)
+        if not rows:
+            break
+        for row in rows:
+            position = row[0]
+            if position != expected_pos:
+                return broken(expected_pos, f"entry missing (next stored position is {position})")
+            if row[2] != prev:
+                return broken(position, "previous hash does not match the entry before it")
+            key = row[1]
+            parts = [str(position), f"{len(key)}:{key}"]
+            parts += [prefix + encode(value) for (prefix, encode), value in zip(pairs, row[4:])]
+            digest = sha256(bytes.fromhex(prev) + "\n".join(parts).encode("utf-8")).hexdigest()
+            stored = row[3]
+            if digest != stored:
+                return broken(position, "hash does not match the entry's content")
+            if position == expect_pos and stored != expect[1]:
+                return broken(position, f"hash differs from the published head {format_head(*expect)}")
+            prev, count, expected_pos = stored, count + 1, expected_pos + 1
+    if expect is not None and expect[0] > count:
+        return broken(expect[0], f"published head is beyond the last entry ({count})")
+    if expect is not None and expect[0] == 0 and expect[1] != ZERO_HASH:
+        return broken(0, "the head of an empty chain is 64 zeros")
+    return VerifyResult(True, count, count, prev)
 
 
 def verify_rows(rows, fields, expect: tuple[int, str] | None = None) -> VerifyResult:

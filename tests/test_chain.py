@@ -141,3 +141,20 @@ def test_chain_write_in_a_read_only_sqlite_transaction_is_refused(app, backend):
                 audit.record("test.event", "thing", 1)
     finally:
         write_intent.reset(token)
+
+
+def test_fast_verify_reads_the_same_bytes_as_canonical(app):
+    """verify() encodes raw driver values itself; it must agree with canonical() on every type."""
+    from crm.extensions import db
+
+    with operator(app):
+        audit.record("test.event", "thing", "ж" * 3, after={"text": "кириллица ~ 1:2\nnew line"},
+                     at=datetime(2026, 1, 2, 3, 4, 5, 0, tzinfo=timezone.utc))
+        audit.record("test.event", "thing", None, before=None, after=None)
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).order_by(AuditEvent.position)).all()
+        for row in rows:
+            values = {name: getattr(row, name) for name in AuditEvent.__chain_fields__}
+            assert row.hash == chain.link_hash(row.prev_hash, chain.canonical(row.position, row.idempotency_key, values))
+        result = chain.verify(db.session, AuditEvent)
+        assert result.ok and result.count == 2 and result.head_hash == rows[-1].hash
