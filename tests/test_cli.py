@@ -54,8 +54,8 @@ def test_seed_demo_builds_the_demo_once(app, runner):
         assert check_password(find_by_login("agent7"), "demo")
 
 
-def test_create_user_with_manager_and_password_from_the_environment(app, runner):
-    runner.invoke(args=["crm", "seed-demo"])
+def test_create_user_with_manager_and_password_from_the_environment(demo_app):
+    app, runner = demo_app, demo_app.test_cli_runner()
     result = runner.invoke(args=["crm", "create-user", "agent13", "--role", "agent", "--manager", "sup2"],
                            env={"DOORSTEP_PASSWORD": "from-env-123"})
     assert result.exit_code == 0
@@ -82,8 +82,8 @@ def test_create_user_reads_stdin_or_generates_and_prints(app, runner):
         assert check_password(find_by_login("admin9"), generated) and find_by_login("admin9").must_change_password
 
 
-def test_create_user_refusals_exit_1_in_english(app, runner):
-    runner.invoke(args=["crm", "seed-demo"])
+def test_create_user_refusals_exit_1_in_english(demo_app):
+    runner = demo_app.test_cli_runner()
     for args, reason in (
         (["agent1", "--role", "agent"], "already taken"),
         (["agent20", "--role", "agent", "--manager", "fin1"], "must be an active supervisor"),
@@ -119,8 +119,10 @@ def test_api_key_create_prints_the_key_alone_on_the_last_line_and_revoke(app, ru
     assert unknown.exit_code == 1
 
 
-def test_verify_audit_reports_the_head_of_what_the_cli_wrote(app, runner):
-    runner.invoke(args=["crm", "seed-demo"])
+def test_verify_audit_reports_the_head_of_what_the_cli_wrote(demo_app):
+    app, runner = demo_app, demo_app.test_cli_runner()
+    runner.invoke(args=["crm", "create-user", "agent13", "--role", "agent", "--manager", "sup1"],
+                  env={"DOORSTEP_PASSWORD": "long-enough-1"})
     result = runner.invoke(args=["ledger", "verify", "--audit"])
     assert result.exit_code == 0
     match = re.fullmatch(r"audit ok: (\d+) entries, head ([0-9a-f]{64})\n", result.output)
@@ -132,8 +134,8 @@ def test_verify_audit_reports_the_head_of_what_the_cli_wrote(app, runner):
         assert match.group(2) == last.hash and last.actor_label == "cli"
 
 
-def test_reset_password_is_the_operators_way_for_finance_accounts(app, runner):
-    runner.invoke(args=["crm", "seed-demo"])
+def test_reset_password_is_the_operators_way_for_finance_accounts(demo_app):
+    app, runner = demo_app, demo_app.test_cli_runner()
     result = runner.invoke(args=["crm", "reset-password", "fin1"])
     assert result.exit_code == 0
     lines = result.output.splitlines()

@@ -23,6 +23,8 @@ def _type_name(column_type) -> str:
         return "bigint"
     if isinstance(t, types.Integer):
         return "integer"
+    if isinstance(t, types.Float):
+        return "float"
     if isinstance(t, types.DateTime):
         return "datetime"
     if isinstance(t, types.Text):
