@@ -152,7 +152,10 @@ def _state(session: Session) -> dict:
 
 @event.listens_for(Session, "after_transaction_end")
 def _forget_state(session, transaction):
-    # any commit, rollback or savepoint end: the cached heads may no longer be true
+    # a commit, rollback or savepoint end: the cached heads may no longer be true.
+    # A flush's internal subtransaction (a parent, not a savepoint) changes nothing.
+    if transaction.parent is not None and not transaction.nested:
+        return
     session.info.pop(_INFO_KEY, None)
 
 
