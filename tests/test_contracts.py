@@ -182,7 +182,9 @@ def test_past_or_incomplete_rate_versions_are_refused(world, clock):
         assert err.value.code == "missing_amounts" and "phone" in str(err.value.message)
         for bad in ({"supervisor_override_percent": "101"}, {"supervisor_override_percent": "1.234"},
                     {"clawback_days": -1}, {"tiers": [{"activations": 0, "bonus_per_activation": 1}]},
-                    {"agent": {"tariffs": {"net100": 1.5}}}):
+                    {"agent": {"tariffs": {"net100": 1.5}}},
+                    {"agent": {"tariffs": {"net100": 2**64, "net300": 1, "net500": 1}, "addons": {"tv": 1, "phone": 1}}},
+                    {"tiers": [{"activations": 30, "bonus_per_activation": 2**63}]}):
             with pytest.raises(DomainError):
                 ledger.add_rate_version(None, {**RATES, "effective_from": clock.now().isoformat(), **bad})
 

@@ -179,7 +179,8 @@ AMOUNTS = st.one_of(st.integers(0, 400_000), st.integers(0, 40_000).map(lambda n
 HALF_WAY_BPS = st.sampled_from([1000, 5000, 2500])
 BPS = st.one_of(HALF_WAY_BPS, HALF_WAY_BPS, st.sampled_from([750, 1234, 500, 0, 10000, 3333, 1]), st.integers(0, 10000))
 PERCENTS = BPS.flatmap(lambda bp: st.sampled_from(percent_texts(bp)).map(lambda text: (bp, text)))
-TIERS = st.lists(st.fixed_dictionaries({"activations": st.integers(1, 60), "bonus_per_activation": st.integers(0, 20000)}),
+TIERS = st.lists(st.fixed_dictionaries({"activations": st.integers(1, 60),
+                                        "bonus_per_activation": st.integers(0, 20000)}),
                  max_size=2, unique_by=lambda t: t["activations"])
 RATE_DOCS = st.fixed_dictionaries({
     "amounts": st.fixed_dictionaries({code: AMOUNTS for code in TARIFFS + ADDONS}),
@@ -197,7 +198,8 @@ SIGN_OFFSETS = st.one_of(st.just(0), st.just(72 * 60), st.integers(-5, 72 * 60))
 
 def rate_doc(spec: dict, effective_from: datetime) -> dict:
     return {"effective_from": effective_from.isoformat(),
-            "agent": {"tariffs": {c: spec["amounts"][c] for c in TARIFFS}, "addons": {c: spec["amounts"][c] for c in ADDONS}},
+            "agent": {"tariffs": {c: spec["amounts"][c] for c in TARIFFS},
+                      "addons": {c: spec["amounts"][c] for c in ADDONS}},
             "supervisor_override_percent": spec["percent"][1], "clawback_days": spec["clawback_days"],
             "tiers": spec["tiers"]}
 
@@ -233,7 +235,8 @@ class LedgerMachine(RuleBasedStateMachine):
             # flats of the shared buildings that earlier examples left with an active contract
             self.occupied: dict[tuple[str, int], str] = {
                 (ext, flat): number for ext, flat, number in db.session.execute(
-                    select(Building.external_id, Contract.flat, Contract.number).join(Building, Contract.building_id == Building.id)
+                    select(Building.external_id, Contract.flat, Contract.number)
+                    .join(Building, Contract.building_id == Building.id)
                     .where(Building.external_id.in_(SHARED_BUILDINGS), Contract.status != "cancelled"))}
         self.delta = {b: {"pending": 0, "payable": 0} for b in self.w.beneficiaries}
         self.own: dict[str, MContract] = {}
@@ -252,7 +255,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.clock.set(start)
         version = self._add_version(spec, start)
         self.clock.set(start + GRACE)
-        note(f"example rates: version {version.id} from {start.isoformat()}: {spec}; clock → {self.clock.now().isoformat()}")
+        note(f"example rates: version {version.id} from {start.isoformat()}: {spec}; "
+             f"clock → {self.clock.now().isoformat()}")
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -282,8 +286,8 @@ class LedgerMachine(RuleBasedStateMachine):
         from crm.ledger.models import LedgerEntry, RateVersion
 
         with self.app.app_context():
-            return (db.session.execute(select(LedgerEntry.position, LedgerEntry.hash).order_by(LedgerEntry.position.desc())
-                                       .limit(1)).first(),
+            return (db.session.execute(select(LedgerEntry.position, LedgerEntry.hash)
+                                       .order_by(LedgerEntry.position.desc()).limit(1)).first(),
                     db.session.scalar(select(func.count()).select_from(LedgerEntry)),
                     db.session.scalar(select(func.count()).select_from(ContractEvent)),
                     db.session.scalar(select(func.count()).select_from(RateVersion)))
@@ -312,7 +316,8 @@ class LedgerMachine(RuleBasedStateMachine):
             version_id = version.id
         after = self._ledger_and_rates()
         assert after[0] == before[0], "adding a rate version changed ledger entries"
-        assert after[1][:len(before[1])] == before[1] and len(after[1]) == len(before[1]) + 1, "an old rate version changed"
+        assert after[1][:len(before[1])] == before[1], "an old rate version changed"
+        assert len(after[1]) == len(before[1]) + 1
         assert [a for a in after[2] if a[0] != version_id] == before[2], "an old version's amounts changed"
         model = MVersion(version_id, len(self.w.versions), effective_from, dict(spec["amounts"]), spec["percent"][0],
                          spec["clawback_days"])
@@ -346,10 +351,11 @@ class LedgerMachine(RuleBasedStateMachine):
         version = self.w.version_at(at)
         agent_id = self.w.ids[agent]
         try:
-            with operator(self.app) as session:
+            with operator(self.app):
                 contract, created = services.sign(
-                    None, agent=db.session.get(User, agent_id), building=db.session.get(Building, self.building_ids[building]),
-                    flat=flat, subscriber_name="Иван Петров", phone="+7 912 345 67 89", tariff_code=tariff,
+                    None, agent=db.session.get(User, agent_id),
+                    building=db.session.get(Building, self.building_ids[building]), flat=flat,
+                    subscriber_name="Иван Петров", phone="+7 912 345 67 89", tariff_code=tariff,
                     addon_codes=list(addons), adult_confirmed=True, at=at)
                 number, locked, supervisor_id, status = (contract.number, contract.rate_version_id,
                                                          contract.supervisor_id, contract.status)
@@ -362,7 +368,8 @@ class LedgerMachine(RuleBasedStateMachine):
         assert created and status == "signed"
         assert supervisor_id == self.w.manager[agent_id]
         expected_version = version.id if version else None
-        assert locked == expected_version, f"{number} signed at {at} locked version {locked}, model says {expected_version}"
+        assert locked == expected_version, \
+            f"{number} signed at {at} locked version {locked}, model says {expected_version}"
         x = o = 0
         model = MContract(number, agent_id, supervisor_id, place, at, version, 0, 0)
         if version is not None:
@@ -462,7 +469,8 @@ class LedgerMachine(RuleBasedStateMachine):
             event("replay: identical → 200")
         else:
             assert outcome[0] == "conflict", f"replay of {stored.key} with a different {differs[0]}: {outcome}"
-            assert outcome[1].code == "replay_differs" and set(differs) & set(outcome[1].fields), (differs, outcome[1].fields)
+            assert outcome[1].code == "replay_differs", outcome[1].code
+            assert set(differs) & set(outcome[1].fields), (differs, outcome[1].fields)
             event(f"replay: different {differs[0]} → 409")
 
     @rule(key=applied, change=st.sampled_from(("same", "at", "reason")), shift=st.integers(1, 600))
@@ -590,7 +598,8 @@ class LedgerMachine(RuleBasedStateMachine):
             number = by_id[contract_id]
             model = self.own[number]
             assert model.version is not None, f"{number} was signed with no rate in force but has a {kind} entry"
-            assert version_id == model.version.id, f"{number}: {kind} entry at version {version_id}, locked {model.version.id}"
+            assert version_id == model.version.id, \
+                f"{number}: {kind} entry at version {version_id}, locked {model.version.id}"
             got[number].append((kind, bucket, beneficiary, amount))
         for number, model in self.own.items():
             _, status, locked = contracts[number]
@@ -629,7 +638,8 @@ class LedgerMachine(RuleBasedStateMachine):
         assert not twice, f"entries resolved/earned/clawed back more than once (position, times): {twice}"
         for pos, kind, amount, beneficiary, contract, ref_pos, r_kind, r_amount, r_beneficiary, r_contract in rows:
             assert ref_pos is not None and r_kind is not None, f"{kind} entry {pos} references nothing"
-            assert (beneficiary, contract) == (r_beneficiary, r_contract), f"{groups[kind]} entry {pos} references another's entry"
+            assert (beneficiary, contract) == (r_beneficiary, r_contract), \
+                f"{groups[kind]} entry {pos} references another beneficiary's or contract's entry"
             if kind in ("release", "void"):
                 assert r_kind in ("accrual", "override") and amount == -r_amount, (pos, kind, amount, r_kind, r_amount)
             elif kind == "earned":

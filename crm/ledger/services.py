@@ -69,6 +69,11 @@ def rates_of(version: RateVersion) -> commission.Rates:
     )
 
 
+#: No single amount in a rate version above this (minor units): a contract's sum of a tariff
+#: and every add-on must stay far inside a 64-bit integer.
+MAX_AMOUNT = 10**11
+
+
 def _field_error(field: str, message) -> DomainError:
     return DomainError("invalid_rates", message, {field: message})
 
@@ -109,7 +114,7 @@ def add_rate_version(actor, doc: dict) -> RateVersion:
                 raise _field_error(f"agent.{group}.{code}", _l("Unknown code %(code)s in %(group)s.", code=code, group=group))
             if not tariff.active:
                 raise _field_error(f"agent.{group}.{code}", _l("%(code)s is archived.", code=code))
-            if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+            if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= MAX_AMOUNT:
                 raise _field_error(f"agent.{group}.{code}",
                                    _l("Amounts are whole minor units ≥ 0 (%(code)s).", code=code))
             amounts[tariff.id] = amount
@@ -122,8 +127,8 @@ def add_rate_version(actor, doc: dict) -> RateVersion:
         if not isinstance(tier, dict):
             raise _field_error("tiers", _l("Each tier is {\"activations\", \"bonus_per_activation\"}."))
         count, per = tier.get("activations"), tier.get("bonus_per_activation")
-        if (not isinstance(count, int) or isinstance(count, bool) or count < 1 or not isinstance(per, int)
-                or isinstance(per, bool) or per < 0):
+        if (not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100000
+                or not isinstance(per, int) or isinstance(per, bool) or not 0 <= per <= MAX_AMOUNT):
             raise _field_error("tiers", _l("A tier needs activations ≥ 1 and bonus_per_activation ≥ 0 (minor units)."))
         if count in tiers:
             raise _field_error("tiers", _l("Two tiers start at %(n)d activations.", n=count))
