@@ -330,32 +330,6 @@ def _verify_cursor(cursor, fields, encoders, expect, batch) -> VerifyResult:
     return VerifyResult(True, count, count, prev)
 
 
-def verify_rows(rows, fields, expect: tuple[int, str] | None = None) -> VerifyResult:
-    """The pure check: ``rows`` are (position, key, prev_hash, hash, *fields) in position order."""
-    expected_pos, prev, count = 1, ZERO_HASH, 0
-
-    def broken(at: int, reason: str) -> VerifyResult:
-        return VerifyResult(False, count, expected_pos - 1, prev, at, reason)
-
-    for row in rows:
-        position, key, prev_hash, stored_hash = row[0], row[1], row[2], row[3]
-        if position != expected_pos:
-            return broken(expected_pos, f"entry missing (next stored position is {position})")
-        if prev_hash != prev:
-            return broken(position, "previous hash does not match the entry before it")
-        values = dict(zip(fields, row[4:]))
-        if link_hash(prev, canonical(position, key, values)) != stored_hash:
-            return broken(position, "hash does not match the entry's content")
-        if expect is not None and position == expect[0] and stored_hash != expect[1]:
-            return broken(position, f"hash differs from the published head {format_head(*expect)}")
-        prev, count, expected_pos = stored_hash, count + 1, expected_pos + 1
-    if expect is not None and expect[0] > count:
-        return broken(expect[0], f"published head is beyond the last entry ({count})")
-    if expect is not None and expect[0] == 0 and expect[1] != ZERO_HASH:
-        return broken(0, "the head of an empty chain is 64 zeros")
-    return VerifyResult(True, count, count, prev)
-
-
 # --- guards --------------------------------------------------------------------------
 
 
@@ -430,18 +404,29 @@ $$
 ]
 
 
-def guard_ddl(table: str, dialect: str) -> list[str]:
-    """The statements that make ``table`` append-only on ``dialect``.
+def immutable_ddl(table: str, dialect: str, *, what: str = "immutable") -> list[str]:
+    """UPDATE, DELETE (and on PostgreSQL TRUNCATE) refused on ``table``.
 
-    Used by migrations: never change what this returns for an existing table;
-    add a new migration instead.
+    Used by migrations, which keep a frozen copy of what this returned for their tables.
     """
     if dialect == "sqlite":
-        return [
-            f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
-            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: UPDATE refused'); END",
-            f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
-            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: DELETE refused'); END",
+        return [f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{table} is {what}: {op} refused'); END" for op in ("UPDATE", "DELETE")]
+    if dialect == "postgresql":
+        stmts = [_PG_FUNCTIONS[0]]
+        for name, timing in (("no_update", "BEFORE UPDATE ON {t} FOR EACH ROW"),
+                             ("no_delete", "BEFORE DELETE ON {t} FOR EACH ROW"),
+                             ("no_truncate", "BEFORE TRUNCATE ON {t} FOR EACH STATEMENT")):
+            stmts += _pg_trigger(table, name, timing.format(t=table), "doorstep_append_only")
+        return stmts
+    raise ValueError(f"unsupported database: {dialect}")
+
+
+def guard_ddl(table: str, dialect: str) -> list[str]:
+    """``immutable_ddl`` plus the INSERT guard that keeps a chain gap-free and linked."""
+    stmts = immutable_ddl(table, dialect, what="append-only")
+    if dialect == "sqlite":
+        stmts.append(
             f"CREATE TRIGGER {table}_insert_guard BEFORE INSERT ON {table} BEGIN "
             f"SELECT RAISE(ABORT, '{table}: position must be last+1') "
             f"WHERE NEW.position IS NOT (SELECT COALESCE(MAX(position), 0) + 1 FROM {table}); "
@@ -450,40 +435,18 @@ def guard_ddl(table: str, dialect: str) -> list[str]:
             f"(SELECT hash FROM {table} ORDER BY position DESC LIMIT 1), '{ZERO_HASH}'); "
             f"SELECT RAISE(ABORT, '{table}: idempotency key exists') "
             f"WHERE EXISTS (SELECT 1 FROM {table} WHERE idempotency_key = NEW.idempotency_key); "
-            f"END",
-        ]
-    if dialect == "postgresql":
-        stmts = list(_PG_FUNCTIONS)
-        for name, timing in (
-            ("no_update", "BEFORE UPDATE ON {t} FOR EACH ROW EXECUTE FUNCTION doorstep_append_only()"),
-            ("no_delete", "BEFORE DELETE ON {t} FOR EACH ROW EXECUTE FUNCTION doorstep_append_only()"),
-            ("no_truncate", "BEFORE TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION doorstep_append_only()"),
-            ("insert_guard", "BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION doorstep_chain_insert_guard()"),
-        ):
-            stmts.append(f"CREATE TRIGGER {table}_{name} " + timing.format(t=table))
-            stmts.append(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_{name}")
-        return stmts
-    raise ValueError(f"unsupported database: {dialect}")
+            f"END")
+    else:
+        stmts.append(_PG_FUNCTIONS[1])
+        stmts += _pg_trigger(table, "insert_guard", f"BEFORE INSERT ON {table} FOR EACH ROW",
+                             "doorstep_chain_insert_guard")
+    return stmts
 
 
-def immutable_ddl(table: str, dialect: str) -> list[str]:
-    """UPDATE and DELETE refused on ``table`` (rows are written once, never chained)."""
-    if dialect == "sqlite":
-        return [
-            f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
-            f"BEGIN SELECT RAISE(ABORT, '{table} is immutable: UPDATE refused'); END",
-            f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
-            f"BEGIN SELECT RAISE(ABORT, '{table} is immutable: DELETE refused'); END",
-        ]
-    if dialect == "postgresql":
-        stmts = [_PG_FUNCTIONS[0]]
-        for name, timing in (("no_update", "BEFORE UPDATE ON {t} FOR EACH ROW"),
-                             ("no_delete", "BEFORE DELETE ON {t} FOR EACH ROW"),
-                             ("no_truncate", "BEFORE TRUNCATE ON {t} FOR EACH STATEMENT")):
-            stmts.append(f"CREATE TRIGGER {table}_{name} {timing.format(t=table)} EXECUTE FUNCTION doorstep_append_only()")
-            stmts.append(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_{name}")
-        return stmts
-    raise ValueError(f"unsupported database: {dialect}")
+def _pg_trigger(table: str, name: str, timing: str, function: str) -> list[str]:
+    """A trigger that fires even in replica mode (ENABLE ALWAYS)."""
+    return [f"CREATE TRIGGER {table}_{name} {timing} EXECUTE FUNCTION {function}()",
+            f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_{name}"]
 
 
 def drop_guard_ddl(table: str, dialect: str) -> list[str]:

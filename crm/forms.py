@@ -7,3 +7,21 @@ from wtforms.fields.choices import SelectChoice
 def choices(pairs) -> list[SelectChoice]:
     """``[(value, label), …]`` → WTForms choices."""
     return [SelectChoice(value, str(label)) for value, label in pairs]
+
+
+def refuse_into_form(form, exc, aliases: dict | None = None) -> None:
+    """A service refused what a form page sent: undo the unit of work, let a rights refusal
+    become its 403 page, and show every field message next to its field plus a flash."""
+    from flask import flash
+
+    from crm.extensions import db
+
+    db.session.rollback()
+    if exc.status == 403:
+        raise exc
+    for name, message in exc.fields.items():
+        name = (aliases or {}).get(name, name)
+        field = getattr(form, name, None) or getattr(form, f"{name}_id", None)
+        if field is not None:
+            field.errors = list(field.errors) + [message]
+    flash(exc.message, "error")

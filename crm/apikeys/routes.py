@@ -7,6 +7,7 @@ from crm.apikeys.forms import CreateKeyForm
 from crm.apikeys.models import ApiKey
 from crm.errors import DomainError
 from crm.extensions import db
+from crm.forms import refuse_into_form
 from crm.users.forms import ActionForm
 from crm.users.models import ADMIN
 
@@ -27,12 +28,7 @@ def index():
         try:
             key, plain = services.create_key(current_user, form.name.data, form.scopes.data)
         except DomainError as exc:
-            db.session.rollback()
-            for name, message in exc.fields.items():
-                field = getattr(form, name if name != "scope" else "scopes", None)
-                if field is not None:
-                    field.errors = list(field.errors) + [message]
-            flash(exc.message, "error")
+            refuse_into_form(form, exc, {"scope": "scopes"})
         else:
             db.session.commit()
             return render_template("apikeys/created.html", key=key, plain=plain)

@@ -5,6 +5,7 @@ from flask_login import current_user, login_required
 from crm.catalogue import services
 from crm.catalogue.forms import TariffForm
 from crm.errors import DomainError
+from crm.forms import refuse_into_form
 from crm.extensions import db
 from crm.ledger.commission import parse_money
 from crm.users.forms import ActionForm
@@ -33,14 +34,7 @@ def index():
                                 monthly_fee=fee, speed_mbit=int(speed) if speed else None,
                                 is_addon=form.is_addon.data)
         except DomainError as exc:
-            db.session.rollback()
-            if exc.status == 403:
-                raise
-            for name, message in exc.fields.items():
-                field = getattr(form, name, None)
-                if field is not None:
-                    field.errors = list(field.errors) + [message]
-            flash(exc.message, "error")
+            refuse_into_form(form, exc)
         else:
             db.session.commit()
             flash(_("Added to the catalogue."), "success")

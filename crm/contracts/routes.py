@@ -15,7 +15,7 @@ from crm.contracts.forms import EventForm, SignForm
 from crm.contracts.models import Contract
 from crm.errors import DomainError
 from crm.extensions import db
-from crm.forms import choices
+from crm.forms import choices, refuse_into_form
 from crm.i18n import STATUS_NAMES
 from crm.ledger import commission
 from crm.ledger import services as ledger
@@ -112,14 +112,7 @@ def new():
                 addon_codes=form.addons.data, adult_confirmed=form.adult_confirmed.data, at=at,
                 client_id=str(uuid.uuid4()))
         except DomainError as exc:
-            db.session.rollback()
-            if exc.status == 403:
-                raise
-            for name, message in exc.fields.items():
-                field = getattr(form, {"building_id": "building", "agent": "agent_id"}.get(name, name), None)
-                if field is not None:
-                    field.errors = list(field.errors) + [message]
-            flash(exc.message, "error")
+            refuse_into_form(form, exc, {"building_id": "building"})
         else:
             db.session.commit()
             flash(_("Contract %(number)s signed.", number=contract.number), "success")

@@ -215,23 +215,21 @@ def apply_event(contract: Contract, *, event: str, at: datetime, reason: str | N
     version = contract.rate_version
     if event == "activated":
         contract.activated_at = at
-        if version is not None:
-            accruals = [(e.idempotency_key, e.beneficiary_id, e.amount)
-                        for e in ledger.contract_entries(contract.id, "accrual", "override")]
-            entries = ledger.write_entries(commission.activation_entries(contract.number, accruals),
-                                           contract_id=contract.id, rate_version_id=version.id, at=at, actor=actor)
     elif event == "cancelled":
         contract.cancelled_at, contract.cancel_reason = at, reason
-        if version is not None:
-            accruals = [(e.idempotency_key, e.beneficiary_id, e.amount)
-                        for e in ledger.contract_entries(contract.id, "accrual", "override")]
-            earned = [(e.idempotency_key, e.beneficiary_id, e.amount)
-                      for e in ledger.contract_entries(contract.id, "earned")]
+    if version is not None and event in ("activated", "cancelled"):
+        existing = ledger.contract_entries(contract.id, "accrual", "override", "earned")
+        accruals = [(e.idempotency_key, e.beneficiary_id, e.amount) for e in existing if e.kind != "earned"]
+        if event == "activated":
+            specs = commission.activation_entries(contract.number, accruals)
+        else:
+            earned = [(e.idempotency_key, e.beneficiary_id, e.amount) for e in existing if e.kind == "earned"]
             specs = commission.cancellation_entries(
                 contract.number, was_activated=from_status == "activated", accruals=accruals, earned=earned,
                 activated_at=contract.activated_at, cancelled_at=at, clawback_days=version.clawback_days)
-            entries = ledger.write_entries(specs, contract_id=contract.id, rate_version_id=version.id, at=at,
-                                           reason=reason, actor=actor)
+        entries = ledger.write_entries(specs, contract_id=contract.id, rate_version_id=version.id, at=at,
+                                       reason=reason, actor=actor,
+                                       positions={e.idempotency_key: e.position for e in existing})
     answer = {"contract": contract.number, "status": contract.status, "event": event,
               "event_id": event_key.split(":", 1)[-1], "at": at.isoformat(),
               "ledger_entries": [{"position": e.position, "kind": e.kind, "bucket": e.bucket,

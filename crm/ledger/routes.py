@@ -1,7 +1,6 @@
 """Rate versions (sales head) and "My money" (agents, supervisors; finance and the sales head in scope)."""
 from __future__ import annotations
 
-from datetime import datetime
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -9,7 +8,6 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from crm.catalogue import services as catalogue
-from crm.contracts.models import Contract
 from crm.errors import DomainError
 from crm.extensions import db
 from crm.ledger import commission, services

@@ -155,15 +155,22 @@ def add_rate_version(actor, doc: dict) -> RateVersion:
 
 
 def write_entries(specs: list[commission.EntrySpec], *, contract_id: int | None, rate_version_id: int | None,
-                  at: datetime, reason: str | None = None, actor: Actor | None = None) -> list[LedgerEntry]:
-    """Append entries to the chain (an idempotent replay returns the stored ones)."""
+                  at: datetime, reason: str | None = None, actor: Actor | None = None,
+                  positions: dict[str, int] | None = None) -> list[LedgerEntry]:
+    """Append entries to the chain (an idempotent replay returns the stored ones).
+
+    ``positions`` maps the idempotency keys of entries the specs refer to onto their positions.
+    """
     actor = actor or current_actor()
     period, corrects = period_for(at)
     written = []
     for spec in specs:
         ref_position = None
         if spec.ref_key:
-            ref_position = db.session.scalar(select(LedgerEntry.position).where(LedgerEntry.idempotency_key == spec.ref_key))
+            ref_position = (positions or {}).get(spec.ref_key)
+            if ref_position is None:
+                ref_position = db.session.scalar(
+                    select(LedgerEntry.position).where(LedgerEntry.idempotency_key == spec.ref_key))
         entry = LedgerEntry(
             idempotency_key=spec.key, kind=spec.kind, bucket=spec.bucket, beneficiary_id=spec.beneficiary_id,
             contract_id=contract_id, rate_version_id=rate_version_id, amount=spec.amount, at=clock.ensure_utc(at),

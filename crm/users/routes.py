@@ -8,7 +8,7 @@ from sqlalchemy import or_, select
 
 from crm.errors import DomainError
 from crm.extensions import db
-from crm.forms import choices
+from crm.forms import choices, refuse_into_form
 from crm.i18n import ROLE_NAMES
 from crm.users import scope, services
 from crm.users.forms import ActionForm, CreateUserForm, EditUserForm, MoveForm, RejectForm, RoleForm
@@ -51,13 +51,6 @@ def _manager_choices():
         q = q.where(User.id == -1)
     rows = db.session.scalars(q.order_by(User.role, User.login))
     return choices([(0, _("— none —"))] + [(u.id, f"{u.login} · {u.name} ({ROLE_NAMES[u.role]})") for u in rows])
-
-
-def _apply_field_errors(form, exc: DomainError) -> None:
-    for name, message in exc.fields.items():
-        field = getattr(form, name, None) or getattr(form, f"{name}_id", None)
-        if field is not None:
-            field.errors = list(field.errors) + [message]
 
 
 @bp.route("")
@@ -105,11 +98,7 @@ def create():
                                                personnel_number=form.personnel_number.data,
                                                password=password, must_change_password=True)
         except DomainError as exc:
-            db.session.rollback()
-            if exc.status == 403:
-                raise
-            _apply_field_errors(form, exc)
-            flash(exc.message, "error")
+            refuse_into_form(form, exc)
         else:
             db.session.commit()
             if grant:
