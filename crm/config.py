@@ -9,6 +9,8 @@
 | DOORSTEP_PROXY_HOPS | 0; set 1 behind one TLS reverse proxy (trust X-Forwarded-*) |
 | DOORSTEP_SECURE_COOKIES | 0; 1 forces Secure cookies even if the proxy does not say https |
 | DOORSTEP_OFFLINE_GRACE_HOURS | 72 |
+| DOORSTEP_TILE_URL | https://tile.openstreetmap.org/{z}/{x}/{y}.png (the only address a map page loads from outside the app) |
+| DOORSTEP_TILE_ATTRIBUTION | © OpenStreetMap contributors |
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ def from_environment(instance_path: str) -> dict:
         "PROXY_HOPS": int(env.get("DOORSTEP_PROXY_HOPS", "0")),
         "SESSION_COOKIE_SECURE": env.get("DOORSTEP_SECURE_COOKIES", "0") == "1",
         "OFFLINE_GRACE": timedelta(hours=int(env.get("DOORSTEP_OFFLINE_GRACE_HOURS", "72"))),
+        "TILE_URL": env.get("DOORSTEP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png"),
+        "TILE_ATTRIBUTION": env.get("DOORSTEP_TILE_ATTRIBUTION", "© OpenStreetMap contributors"),
         # fixed policy
         "BABEL_DEFAULT_LOCALE": "ru",
         "BABEL_DEFAULT_TIMEZONE": timezone,
