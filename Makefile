@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 FLASK  := $(BIN)/flask --app app
 STAMP  := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
-.PHONY: run test setup deps translations browser db clean
+.PHONY: run test setup deps assets translations browser db clean
 
 run: setup db
 	$(FLASK) crm seed-demo
@@ -19,7 +20,7 @@ run: setup db
 test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-setup: deps translations
+setup: deps translations assets
 
 deps: $(STAMP)
 
@@ -28,6 +29,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# Map JS/CSS from the npm registry (leaflet-draw), served under /vendor; Leaflet itself comes from PyPI (XStatic).
+# `--silent` hides npm's errors too, so a failure is retried once with them shown.
+assets: $(NODE_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "installing Debian's npm for the map assets"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm >/dev/null; }
+	npm ci --no-audit --no-fund --silent || npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
 
 translations: deps
 	$(BIN)/pybabel compile -d translations -f >/dev/null
@@ -43,4 +56,4 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 clean:
-	rm -rf $(VENV) instance/doorstep.db* .pytest_cache
+	rm -rf $(VENV) node_modules instance/doorstep.db* .pytest_cache

@@ -84,10 +84,14 @@ def register_blueprints(app: Flask) -> None:
     from crm.ledger.routes import bp as ledger_bp
     from crm.main.routes import bp as main_bp
     from crm.users.routes import bp as users_bp
+    from territories.assets import bp as assets_bp
+    from territories.routes import bp as territories_bp
 
-    for bp in (main_bp, auth_bp, users_bp, audit_bp, apikeys_bp, catalogue_bp, ledger_bp, contracts_bp):
+    for bp in (main_bp, auth_bp, users_bp, audit_bp, apikeys_bp, catalogue_bp, ledger_bp, contracts_bp,
+               territories_bp, assets_bp):
         app.register_blueprint(bp)
     import crm.contracts.api  # noqa: F401  registers its endpoints on the API blueprint
+    import territories.api  # noqa: F401
 
     csrf.exempt(api_bp)  # the API checks X-CSRFToken itself for session callers
     app.register_blueprint(api_bp)
@@ -95,15 +99,24 @@ def register_blueprints(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from crm.cli import crm_cli, ledger_cli
+    from territories.cli import territories_cli
 
     app.cli.add_command(crm_cli)
     app.cli.add_command(ledger_cli)
+    app.cli.add_command(territories_cli)
 
 
 def register_errorhandlers(app: Flask) -> None:
     from crm.main.errors import register
 
     register(app)
+
+
+def connect_signals() -> None:
+    """Features react to each other through ``crm.signals`` (blinker keeps one connection per receiver)."""
+    from territories.hooks import connect
+
+    connect()
 
 
 def register_hooks(app: Flask) -> None:
@@ -126,6 +139,7 @@ def register_hooks(app: Flask) -> None:
                 pass
 
     app.before_request(enforce_password_change)
+    connect_signals()
 
     @app.after_request
     def _security_headers(response):

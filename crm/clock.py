@@ -4,7 +4,7 @@ Nothing reads the database's ``now()``: every timestamp comes from here, in UTC.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from flask import current_app, has_app_context
 
@@ -87,3 +87,15 @@ def check_business_time(at: datetime, recorded_at: datetime, *, grace: timedelta
         raise BusinessTimeError("future", "time is in the future")
     if grace is not None and at < recorded_at - grace:
         raise BusinessTimeError("too_old", "time is older than the offline grace")
+
+
+def company_zone():
+    """The company time zone (a setting)."""
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(current_app.config["COMPANY_TIMEZONE"])
+
+
+def today() -> date:
+    """Today's date in the company time zone (assignments and plans are dated there)."""
+    return now().astimezone(company_zone()).date()

@@ -54,7 +54,7 @@ def seed_people() -> None:
                           personnel_number=f"D-{number:04d}", password=DEMO_PASSWORD, must_change_password=False)
 
 
-DEMO_BUILDINGS = 240
+DEMO_BUILDINGS = 3400
 DEMO_CONTRACTS = 420
 # code, name, kind, fee, speed, add-on
 CATALOGUE = [
@@ -97,8 +97,8 @@ def seed_money(now: datetime) -> None:
     from crm.contracts import services as contracts
     from crm.contracts.models import Contract
     from crm.ledger import services as ledger
-    from territories.demo import seed_buildings
-    from territories.models import Building
+    from territories.demo import seed_buildings, seed_polygons
+    from territories.models import Building, ZoneAssignment
 
     rng = random.Random(2026)
     if not db.session.scalar(select(func.count()).select_from(Tariff)):
@@ -106,7 +106,8 @@ def seed_money(now: datetime) -> None:
             for code, name, kind, fee, speed, addon in CATALOGUE:
                 catalogue.add_tariff(None, code=code, name=name, kind=kind, monthly_fee=fee, speed_mbit=speed,
                                      is_addon=addon)
-    seed_buildings(DEMO_BUILDINGS, now, rng)
+    seed_polygons(now, _clock_at)
+    seed_buildings(DEMO_BUILDINGS, now, rng, _clock_at)
     if db.session.scalar(select(func.count()).select_from(Contract)):
         return
 
@@ -118,7 +119,13 @@ def seed_money(now: datetime) -> None:
         (second - timedelta(days=5), "rates", _rates(second, 1.1, "10", 60, [(25, 10000), (45, 15000)])),
     ]
     agents = list(db.session.scalars(select(User).where(User.role == "agent").order_by(User.login)))
-    buildings = list(db.session.scalars(select(Building).where(Building.external_id.like("demo-%"))))
+    buildings = list(db.session.scalars(select(Building).where(Building.external_id.like("demo-%"))
+                                        .order_by(Building.id)))
+    walked: dict[int, list] = {}  # agent id → buildings in the zones they walk
+    for agent_id, building in db.session.execute(
+            select(ZoneAssignment.agent_id, Building).join(Building, Building.zone_id == ZoneAssignment.zone_id)
+            .order_by(ZoneAssignment.agent_id, Building.id)):
+        walked.setdefault(agent_id, []).append(building)
     tariffs = ["net100", "net100", "net300", "net300", "net300", "net500", "combo300"]
     taken: set[tuple[int, int]] = set()
     span = (now - timedelta(hours=6) - start).total_seconds()
@@ -126,14 +133,15 @@ def seed_money(now: datetime) -> None:
         at = start + timedelta(seconds=rng.uniform(0, span))
         if i < 3:  # signed before any rate was in force: the sales head's alert
             at = start - timedelta(days=10, hours=-5 * i)
-        building = rng.choice(buildings)
+        agent = rng.choice(agents)
+        building = rng.choice(walked.get(agent.id) or buildings)
         flat = rng.randint(1, building.apartments)
         if (building.id, flat) in taken:
             continue
         taken.add((building.id, flat))
         plan = rng.choices(["signed", "paid", "scheduled", "activated", "void", "clawback", "late"],
                            weights=[12, 8, 8, 50, 10, 7, 5])[0]
-        deal = {"agent": rng.choice(agents), "building": building, "flat": flat, "at": at,
+        deal = {"agent": agent, "building": building, "flat": flat, "at": at,
                 "tariff": rng.choice(tariffs), "addons": [a for a in ("tv", "phone", "router") if rng.random() < 0.25],
                 "client_id": str(uuid.UUID(int=rng.getrandbits(128)))}
         timeline.append((at + timedelta(minutes=rng.randint(1, 600)), "sign", deal))
@@ -197,7 +205,7 @@ def seed() -> dict[str, int]:
     from crm.catalogue.models import Tariff
     from crm.contracts.models import Contract
     from crm.ledger.models import LedgerEntry, RateVersion
-    from territories.models import Building
+    from territories.models import Building, Territory, Zone
 
     seed_people()
     db.session.flush()
@@ -207,5 +215,6 @@ def seed() -> dict[str, int]:
     def count(model):
         return db.session.scalar(select(func.count()).select_from(model))
 
-    return {"users": count(User), "buildings": count(Building), "tariffs": count(Tariff),
+    return {"users": count(User), "buildings": count(Building), "territories": count(Territory),
+            "zones": count(Zone), "tariffs": count(Tariff),
             "rate versions": count(RateVersion), "contracts": count(Contract), "ledger entries": count(LedgerEntry)}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask import current_app, has_request_context, session
-from flask_babel import format_datetime, lazy_gettext as _l
+from flask_babel import format_date, format_datetime, lazy_gettext as _l
 from flask_login import current_user
 
 ROLE_NAMES = {
@@ -60,6 +60,13 @@ def register_template_helpers(app) -> None:
         if value is None:
             return ""
         return format_datetime(value, fmt)
+
+    @app.template_filter("localdate")
+    def localdate(value, fmt="medium"):
+        """A calendar date (already in the company's terms) in the user's language."""
+        if value is None:
+            return ""
+        return format_date(value, fmt)
 
     @app.template_filter("role_name")
     def role_name(value):

@@ -6,4 +6,4 @@ from crm.users.models import RoleGrant, User  # noqa: F401
 from crm.catalogue.models import Tariff  # noqa: F401
 from crm.contracts.models import Contract, ContractAddon, ContractEvent  # noqa: F401
 from crm.ledger.models import LedgerEntry, RateAmount, RateTier, RateVersion  # noqa: F401
-from territories.models import Building  # noqa: F401
+from territories.models import Building, Notification, PolygonVersion, Territory, Zone, ZoneAssignment  # noqa: F401

@@ -20,7 +20,7 @@ def _count(app, model):
 def test_seed_demo_builds_the_demo_once(app, runner):
     first = runner.invoke(args=["crm", "seed-demo"])
     assert first.exit_code == 0, first.output
-    match = re.fullmatch(r"demo ready: 19 users, (\d+) buildings, 7 tariffs, 3 rate versions, (\d+) contracts, "
+    match = re.fullmatch(r"demo ready: 19 users, (\d+) buildings, 3 territories, 12 zones, 7 tariffs, 3 rate versions, (\d+) contracts, "
                          r"(\d+) ledger entries\n", first.output)
     assert match, first.output
     events = _count(app, AuditEvent)
@@ -44,6 +44,24 @@ def test_seed_demo_builds_the_demo_once(app, runner):
         assert len(future) == 1
         kinds = set(db.session.scalars(select(LedgerEntry.kind)))
         assert {"accrual", "override", "release", "earned", "void", "clawback"} <= kinds
+        # a city: thousands of buildings, most zoned, some in each queue; every agent walks a zone
+        from territories import services as territories
+        from territories.models import Building, ZoneAssignment
+
+        assert int(match.group(1)) >= 3000
+        assert db.session.scalar(select(func.count()).select_from(Building).where(Building.territory_id.is_(None)))
+        assert db.session.scalar(select(func.count()).select_from(Building).where(
+            Building.territory_id.is_not(None), Building.zone_id.is_(None)))
+        agents = set(db.session.scalars(select(ZoneAssignment.agent_id)))
+        assert len(agents) == 12
+        assert all(territories.current_assignment(zone_id) for zone_id in db.session.scalars(
+            select(ZoneAssignment.zone_id)))
+        # contracts are signed by agents in the zones they walk
+        off_zone = db.session.scalar(select(func.count()).select_from(Contract).join(
+            Building, Building.id == Contract.building_id).join(
+            ZoneAssignment, (ZoneAssignment.zone_id == Building.zone_id) & (ZoneAssignment.agent_id == Contract.agent_id),
+            isouter=True).where(ZoneAssignment.id.is_(None)))
+        assert off_zone == 0
     with app.app_context():
         from crm.users.services import check_password, find_by_login
 

@@ -5,7 +5,6 @@ import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
@@ -24,7 +23,7 @@ from crm.users.models import SALES_HEAD
 
 
 def company_tz() -> ZoneInfo:
-    return ZoneInfo(current_app.config["COMPANY_TIMEZONE"])
+    return clock.company_zone()
 
 
 def month_of(at: datetime) -> str:
