@@ -193,7 +193,7 @@ def import_polygons(records, rejections: list[Rejection], *, actor=None) -> Impo
     ordered = sorted(records, key=lambda r: (r.kind != "territory", r.index))
 
     def reject(rec, message):
-        result.rejected.append(Rejection(rec.index, rec.label, rec.name, str(message).replace("%", "%%"), {}))
+        result.rejected.append(Rejection(rec.index, rec.label, rec.name, str(message), {}))
 
     for rec in ordered:
         owner = None

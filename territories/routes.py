@@ -232,7 +232,13 @@ def upload():
             flash(_("Imported %(i)d, updated %(u)d, unchanged %(n)d, rejected %(r)d.", i=result.imported,
                     u=result.updated, n=result.unchanged, r=len(result.rejected)),
                   "success" if not result.rejected else "warning")
-    return render_template("territories/upload.html", form=form, result=result)
+    reasons = []
+    if result is not None:
+        from flask_babel import get_translations
+
+        raw = get_translations().ugettext
+        reasons = [(r, r.localized(raw)) for r in result.rejected]
+    return render_template("territories/upload.html", form=form, result=result, reasons=reasons)
 
 
 @bp.route("/inbox", methods=["GET", "POST"])
