@@ -82,8 +82,9 @@ def seed_buildings(count: int, now: datetime, rng: random.Random, clock_at) -> i
         entrances = rng.randint(1, 8 if floors <= 10 else 4)
         per_floor = rng.choice([4, 4, 5, 6, 8])
         # denser towards the centre, like a real city
-        lat = min(NORTH, max(SOUTH, rng.gauss(CENTRE[0], 0.022)))
-        lon = min(EAST, max(WEST, rng.gauss(CENTRE[1], 0.04)))
+        lat, lon = rng.gauss(CENTRE[0], 0.022), rng.gauss(CENTRE[1], 0.04)
+        while not (SOUTH < lat < NORTH and WEST < lon < EAST):
+            lat, lon = rng.gauss(CENTRE[0], 0.022), rng.gauss(CENTRE[1], 0.04)
         records.append(BuildingRecord(
             index=i, label=f"#{i}", external_id=f"demo-{i:05d}", lat=round(lat, 6), lon=round(lon, 6), footprint=None,
             fields={"address": f"Екатеринбург, {street}, {number}", "apartments": entrances * floors * per_floor,

@@ -8,21 +8,19 @@ polygons, so it is the same whichever way a building or polygon arrived.
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import numpy as np
-from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from crm import clock
 from crm.audit.services import record
 from crm.database import lock_name
 from crm.errors import Conflict, DomainError, Forbidden, NotFound
 from crm.extensions import db
-from crm.users import scope
 from crm.users.models import AGENT, FINANCE, SALES_HEAD, SUPERVISOR, User
 from territories import geometry
 from territories.models import Building, Notification, PolygonVersion, Territory, Zone, ZoneAssignment
@@ -325,9 +323,11 @@ def save_territory(actor: User | None, *, name: str, geometry_json, supervisor: 
         if changed:
             record("territory.updated", "territory", territory.id, before=before,
                    after=territory.snapshot() | ({"geometry": shape_json} if moved_geometry else {}))
-        if territory.supervisor_id and territory.supervisor_id != old_supervisor:
-            notify(territory.supervisor_id, "territory_assigned", {"territory": territory.name},
-                   link=f"/territories/{territory.id}")
+        if territory.supervisor_id != old_supervisor:
+            _end_foreign_assignments(territory)
+            if territory.supervisor_id:
+                notify(territory.supervisor_id, "territory_assigned", {"territory": territory.name},
+                       link=f"/territories/{territory.id}")
         if not moved_geometry:
             db.session.flush()
             return PolygonChange(territory, created, changed)
@@ -338,6 +338,19 @@ def save_territory(actor: User | None, *, name: str, geometry_json, supervisor: 
     moved = recompute_membership(_bounds(shape, old_shape))
     notify_arrivals(moved)
     return PolygonChange(territory, created, changed, moved)
+
+
+def _end_foreign_assignments(territory: Territory) -> None:
+    """A territory changed hands: zones walked by agents of someone else go back to the new queue."""
+    today = clock.today()
+    rows = db.session.execute(
+        select(ZoneAssignment, User.manager_id).join(Zone, Zone.id == ZoneAssignment.zone_id)
+        .join(User, User.id == ZoneAssignment.agent_id)
+        .where(Zone.territory_id == territory.id, ZoneAssignment.ended_at.is_(None),
+               or_(ZoneAssignment.valid_to.is_(None), ZoneAssignment.valid_to >= today))).all()
+    for assignment, manager_id in rows:
+        if territory.supervisor_id is None or manager_id != territory.supervisor_id:
+            _cut(assignment, today - timedelta(days=1), "territory_handed_over")
 
 
 def _check_agent(territory: Territory, agent: User | None) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import distinct, func, select, tuple_
+from sqlalchemy import distinct, func, select
 
 from crm.contracts.models import Contract
 from crm.extensions import db

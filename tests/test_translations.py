@@ -10,7 +10,7 @@ from babel.messages.pofile import read_po
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = [("crm/**.py", "python"), ("territories/**.py", "python"), ("app.py", "python"),
            ("templates/**.html", "jinja2")]
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None}
+KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None, "N_": None}
 
 
 def _source_messages() -> set:

@@ -61,6 +61,64 @@ def build_spec(base_path: str) -> dict:
                     },
                 }
             },
+            "/buildings": {
+                "post": {
+                    "summary": "Report newly connected buildings (the network system); idempotent on external_id",
+                    "security": [{"apiKey": []}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["type", "features"],
+                        "description": "A GeoJSON FeatureCollection of Point, Polygon or MultiPolygon features with "
+                                       "properties external_id, address, apartments (required), entrances, floors, "
+                                       "connected_at",
+                        "properties": {"type": {"type": "string", "enum": ["FeatureCollection"]},
+                                       "features": {"type": "array", "items": {"type": "object"}}}}}}},
+                    "responses": {
+                        "200": {"description": "what was imported; each rejected record with its index and reason",
+                                "content": {"application/json": {"schema": {
+                                    "type": "object",
+                                    "required": ["imported", "updated", "unchanged", "rejected", "zones"],
+                                    "properties": {
+                                        "imported": {"type": "integer"}, "updated": {"type": "integer"},
+                                        "unchanged": {"type": "integer"},
+                                        "rejected": {"type": "array", "items": {"type": "object", "properties": {
+                                            "index": {"type": "integer"}, "external_id": {"type": "string",
+                                                                                          "nullable": True},
+                                            "reason": {"type": "string"}}}},
+                                        "zones": {"type": "object",
+                                                  "additionalProperties": {"type": "string", "nullable": True}}}}}}},
+                        "401": _error("no or bad API key"),
+                        "403": _error("the key lacks scope buildings:write"),
+                        "422": _error("the body is not a GeoJSON FeatureCollection"),
+                    },
+                }
+            },
+            "/map/polygons": {
+                "get": {"summary": "Territories and zones the signed-in user sees, as GeoJSON, with owners and "
+                                   "coverage/penetration per zone",
+                        "security": [{"session": []}],
+                        "responses": {"200": {"description": "a FeatureCollection"}, "401": _error("not signed in"),
+                                      "403": _error("not for this role")}}
+            },
+            "/map/buildings": {
+                "get": {"summary": "Buildings the signed-in user sees: compact rows [id, lat, lon, status, zone, territory]",
+                        "security": [{"session": []}],
+                        "responses": {"200": {"description": "fields, statuses and rows"},
+                                      "401": _error("not signed in"), "403": _error("not for this role")}}
+            },
+            "/map/territories": {
+                "post": {"summary": "Draw a territory (sales head): {name, geometry, supervisor_id}",
+                         "security": [{"session": []}],
+                         "responses": {"201": {"description": "created; buildings inside"},
+                                       "422": _error("invalid, self-intersecting or overlapping (the error names "
+                                                     "the conflicting polygon)")}}
+            },
+            "/map/zones": {
+                "post": {"summary": "Draw a zone (supervisor): {name, geometry, territory_id, agent_id, valid_from, "
+                                    "valid_to}",
+                         "security": [{"session": []}],
+                         "responses": {"201": {"description": "created; buildings inside"},
+                                       "422": _error("outside the territory, overlapping a zone, or invalid")}}
+            },
             "/me": {
                 "get": {
                     "summary": "Who is calling",

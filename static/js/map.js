@@ -112,7 +112,7 @@
       var markers = [];
       data.rows.forEach(function (r) {
         var colour = STATUS_COLOURS[r[3]];
-        if (queueWhenZoneless && !r[4]) { colour = QUEUE_COLOUR; }
+        if ((queueWhenZoneless && !r[4]) || (queueWhenHomeless && !r[5])) { colour = QUEUE_COLOUR; }
         var marker = L.circleMarker([r[1], r[2]], {
           renderer: renderer, radius: 4, weight: 1, color: "#ffffff", fillColor: colour, fillOpacity: 0.9
         });
