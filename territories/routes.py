@@ -94,11 +94,12 @@ def index():
         return refused
     territories = db.session.scalars(services.visible_territories(current_user).order_by(
         Territory.retired_at.is_not(None), Territory.name)).all()
-    counts = dict(db.session.execute(select(Building.territory_id, func.count()).group_by(Building.territory_id)))
+    counts = dict(db.session.execute(select(Building.territory_id, func.count())
+                                     .group_by(Building.territory_id)).all())
     zone_counts = dict(db.session.execute(select(Zone.territory_id, func.count()).where(Zone.retired_at.is_(None))
-                                          .group_by(Zone.territory_id)))
+                                          .group_by(Zone.territory_id)).all())
     unzoned = dict(db.session.execute(select(Building.territory_id, func.count()).where(Building.zone_id.is_(None))
-                                      .group_by(Building.territory_id)))
+                                      .group_by(Building.territory_id)).all())
     return render_template("territories/index.html", territories=territories, counts=counts,
                            zone_counts=zone_counts, unzoned=unzoned)
 

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 import numpy as np
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from crm import clock
 from crm.audit.services import record
@@ -346,8 +346,7 @@ def _end_foreign_assignments(territory: Territory) -> None:
     rows = db.session.execute(
         select(ZoneAssignment, User.manager_id).join(Zone, Zone.id == ZoneAssignment.zone_id)
         .join(User, User.id == ZoneAssignment.agent_id)
-        .where(Zone.territory_id == territory.id, ZoneAssignment.ended_at.is_(None),
-               or_(ZoneAssignment.valid_to.is_(None), ZoneAssignment.valid_to >= today))).all()
+        .where(Zone.territory_id == territory.id, _live(today))).all()
     for assignment, manager_id in rows:
         if territory.supervisor_id is None or manager_id != territory.supervisor_id:
             _cut(assignment, today - timedelta(days=1), "territory_handed_over")
@@ -494,10 +493,21 @@ def assign_zone(actor: User | None, zone: Zone, agent: User, *, valid_from: date
     if valid_to is not None and valid_to < valid_from:
         raise DomainError("invalid", _l("The assignment ends before it starts."),
                           {"valid_to": _l("On or after the start.")})
-    for other in db.session.scalars(select(ZoneAssignment).where(
-            ZoneAssignment.zone_id == zone.id, or_(ZoneAssignment.valid_to.is_(None),
-                                                   ZoneAssignment.valid_to >= valid_from))):
+    overlapping = select(ZoneAssignment).where(ZoneAssignment.zone_id == zone.id, _live(valid_from))
+    if valid_to is not None:
+        overlapping = overlapping.where(ZoneAssignment.valid_from <= valid_to)
+    resumes = []
+    for other in db.session.scalars(overlapping.order_by(ZoneAssignment.id)).all():
+        if valid_to is not None and (other.valid_to is None or other.valid_to > valid_to):
+            # a cover for a few days: the other agent resumes the day after it ends
+            resumes.append((other.agent_id, max(other.valid_from, valid_to + timedelta(days=1)), other.valid_to))
         _cut(other, valid_from - timedelta(days=1), "reassigned")
+    for agent_id, start, end in resumes:
+        resumed = ZoneAssignment(zone_id=zone.id, agent_id=agent_id, valid_from=start, valid_to=end,
+                                 assigned_by_id=actor.id if actor else None, created_at=clock.now())
+        db.session.add(resumed)
+        db.session.flush()
+        record("zone.assigned", "zone", zone.id, after=resumed.snapshot(), subject_id=agent_id)
     assignment = ZoneAssignment(zone_id=zone.id, agent_id=agent.id, valid_from=valid_from, valid_to=valid_to,
                                 assigned_by_id=actor.id if actor else None, created_at=clock.now())
     db.session.add(assignment)
@@ -519,27 +529,33 @@ def _cut(assignment: ZoneAssignment, last_day: date, reason: str) -> None:
            subject_id=assignment.agent_id)
 
 
+def _live(day: date):
+    """Assignments that still run on or after ``day`` (not ones cancelled before they started)."""
+    return and_(or_(ZoneAssignment.valid_to.is_(None), ZoneAssignment.valid_to >= day),
+                or_(ZoneAssignment.valid_to.is_(None), ZoneAssignment.valid_to >= ZoneAssignment.valid_from))
+
+
 def end_assignments(*, zone_id: int | None = None, agent_id: int | None = None, reason: str) -> int:
-    """End every current or future assignment of a zone or an agent today; returns how many."""
+    """End every current or future assignment of a zone or an agent today; returns how many zones."""
     today = clock.today()
-    query = select(ZoneAssignment).where(or_(ZoneAssignment.valid_to.is_(None), ZoneAssignment.valid_to >= today),
-                                         ZoneAssignment.ended_at.is_(None))
+    query = select(ZoneAssignment).where(_live(today))
     if zone_id is not None:
         query = query.where(ZoneAssignment.zone_id == zone_id)
     if agent_id is not None:
         query = query.where(ZoneAssignment.agent_id == agent_id)
-    count = 0
-    for assignment in db.session.scalars(query):
+    zones = set()
+    for assignment in db.session.scalars(query.order_by(ZoneAssignment.id)).all():
         _cut(assignment, today - timedelta(days=1), reason)
-        count += 1
-    return count
+        zones.add(assignment.zone_id)
+    return len(zones)
 
 
 def release_agent(agent: User, supervisor_id: int | None, reason: str) -> None:
     """An agent stopped working for ``supervisor_id``: their zones go back to that supervisor's queue."""
     ended = end_assignments(agent_id=agent.id, reason=f"agent_{reason}")
     if ended and supervisor_id:
-        notify(supervisor_id, "zones_returned", {"count": ended, "agent": agent.name or agent.login}, link="/zones")
+        notify(supervisor_id, "zones_returned", {"count": ended, "agent": agent.name or agent.login},
+               link="/territories")
 
 
 # ---------------------------------------------------------------- queues and figures

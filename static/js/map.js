@@ -61,7 +61,7 @@
       retire.addEventListener("click", function () {
         if (!window.confirm(fmt(text.retire_confirm, { name: p.name }))) { return; }
         api("POST", "/api/v1/map/" + (p.kind === "zone" ? "zones" : "territories") + "/" + p.id + "/retire")
-          .then(function () { box.hidden = true; reload(); })
+          .then(function () { box.hidden = true; reload(true); })
           .catch(function (err) { window.alert(fmt(text.edit_failed, { reason: err.message })); });
       });
     }
@@ -89,11 +89,6 @@
           if (feature.properties.kind === "zone") { zoneRows.push(feature.properties); }
         }
       });
-      if (!fitted) {
-        var bounds = polygonLayer.getBounds();
-        if (drawn && drawn.getLayers().length) { bounds = bounds.isValid() ? bounds.extend(drawn.getBounds()) : drawn.getBounds(); }
-        if (bounds.isValid()) { map.fitBounds(bounds, { maxZoom: 16 }); fitted = true; }
-      }
       var table = document.querySelector("#zone-table tbody");
       if (table) {
         table.innerHTML = zoneRows.map(function (p) {
@@ -122,7 +117,6 @@
       markers.forEach(function (m) { buildingLayer.addLayer(m); });
       statusBox.textContent = fmt(text.loaded, { n: data.rows.length });
       statusBox.dataset.count = String(data.rows.length);
-      if (!fitted && markers.length) { map.fitBounds(buildingLayer.getBounds(), { maxZoom: 16 }); fitted = true; }
     });
   }
   buildingLayer.on("click", function (e) {
@@ -135,10 +129,31 @@
     });
   });
 
-  function reload() {
-    return Promise.all([loadPolygons(), loadBuildings()]).catch(function () {
-      statusBox.textContent = text.failed;
+  function fit() {
+    // the first view shows every polygon the user sees (their buildings when there are none)
+    if (fitted) { return; }
+    var bounds = L.latLngBounds([]);
+    [polygonLayer, drawn].forEach(function (group) {
+      if (group && group.getLayers().length) { bounds.extend(group.getBounds()); }
     });
+    if (!bounds.isValid() && buildingLayer.getLayers().length) { bounds = buildingLayer.getBounds(); }
+    if (bounds.isValid()) { map.fitBounds(bounds, { maxZoom: 17, padding: [8, 8] }); fitted = true; }
+  }
+
+  function refreshQueue() {
+    // the queue card is rendered by the server: fetch the page again and swap the card in
+    var card = document.getElementById("queue");
+    if (!card) { return Promise.resolve(); }
+    return fetch(window.location.href, { credentials: "same-origin" }).then(function (r) { return r.text(); })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("queue");
+        if (fresh) { card.innerHTML = fresh.innerHTML; bindQueueLinks(); }
+      }).catch(function () {});
+  }
+
+  function reload(withQueue) {
+    return Promise.all([loadPolygons(), loadBuildings(), withQueue ? refreshQueue() : null]).then(fit)
+      .catch(function () { statusBox.textContent = text.failed; });
   }
 
   // ------------------------------------------------------------- drawing (sales head, supervisor)
@@ -177,13 +192,14 @@
         form.querySelector("form").reset();
         statusBox.textContent = fmt(text.saved, { n: answer.buildings });
         statusBox.dataset.saved = answer.name;
-        return reload().then(function () { statusBox.textContent = fmt(text.saved, { n: answer.buildings }); });
+        return reload(true).then(function () { statusBox.textContent = fmt(text.saved, { n: answer.buildings }); });
       }).catch(function (err) {
         document.getElementById("pf-error").textContent = err.message;
         var fields = (err.data && err.data.error && err.data.error.fields) || {};
         Object.keys(fields).forEach(function (name) {
           var slot = form.querySelector('.error[data-for="' + name + '"]');
-          if (slot) { slot.textContent = fields[name]; } else { document.getElementById("pf-error").textContent += " " + fields[name]; }
+          if (slot) { slot.textContent = fields[name]; }
+          else if (fields[name] !== err.message) { document.getElementById("pf-error").textContent += " " + fields[name]; }
         });
       }).then(function () { save.disabled = false; });
     });
@@ -198,7 +214,7 @@
             Object.values((err.data && err.data.error && err.data.error.fields) || {}).join(" ") }));
         }));
       });
-      Promise.all(jobs).then(reload);
+      Promise.all(jobs).then(function () { return reload(true); });
     });
   }
 
@@ -223,13 +239,16 @@
     navigator.geolocation.watchPosition(showPosition, function () {}, { enableHighAccuracy: true, maximumAge: 30000 });
   }
 
-  document.querySelectorAll("[data-building]").forEach(function (link) {
-    link.addEventListener("click", function (e) {
-      e.preventDefault();
-      map.setView([parseFloat(link.dataset.lat), parseFloat(link.dataset.lon)], 18);
-      window.scrollTo({ top: 0, behavior: "smooth" });
+  function bindQueueLinks() {
+    document.querySelectorAll("[data-building]").forEach(function (link) {
+      link.addEventListener("click", function (e) {
+        e.preventDefault();
+        map.setView([parseFloat(link.dataset.lat), parseFloat(link.dataset.lon)], 18);
+        window.scrollTo({ top: 0, behavior: "smooth" });
+      });
     });
-  });
+  }
+  bindQueueLinks();
 
   reload();
 }());
