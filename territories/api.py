@@ -12,7 +12,7 @@ from datetime import date
 from flask import current_app, jsonify, request
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import or_, select
+from sqlalchemy import func, select, true
 
 from crm import clock
 from crm.api.auth import ApiError, require_scope, require_user
@@ -44,29 +44,39 @@ def post_buildings():
 def building_scope(user: User):
     """A WHERE clause on Building for what ``user`` sees on a map."""
     if user.role == FINANCE:
-        return True
+        return true()
     if user.role == AGENT:
         return Building.zone_id.in_(services.agent_zone_ids(user))
+    if user.role == SALES_HEAD:
+        # the region, plus the queue of buildings in no territory yet: everything but other regions'
+        # territories (one predicate: a table scan beats an index OR for most of a city)
+        others = select(Territory.id).where(Territory.region_id != user.id)
+        return func.coalesce(Building.territory_id, 0).not_in(others)
     territory_ids = services.visible_territories(user).where(Territory.retired_at.is_(None)) \
         .with_only_columns(Territory.id)
-    if user.role == SALES_HEAD:  # the region, plus the queue of buildings in no territory yet
-        return or_(Building.territory_id.in_(territory_ids), Building.territory_id.is_(None))
     return Building.territory_id.in_(territory_ids)
 
 
 @bp.route("/map/buildings")
 @require_user(*MAP_ROLES)
 def map_buildings():
-    """Compact rows ``[id, lat, lon, status, zone_id, territory_id]`` (0 = none): 50,000 buildings stay under 2 MB."""
+    """Compact rows ``[id, lat, lon, status, zone_id, territory_id]`` (0 = none): 50,000 buildings stay under 2 MB.
+
+    Written as text straight from the rows, in chunks, so a city's worth of buildings
+    allocates no long-lived objects (no list per row, no full garbage collection).
+    """
     where = building_scope(current_user)
     counts = stats.flat_counts(where)
-    rows = db.session.execute(select(Building.id, Building.lat, Building.lon, Building.apartments, Building.zone_id,
-                                     Building.territory_id).where(where).order_by(Building.id)).all()
-    out = [[bid, round(lat, 5), round(lon, 5), stats.STATUS_CODES[stats.status_of(apts, counts.get(bid))], zone or 0,
-            territory or 0] for bid, lat, lon, apts, zone, territory in rows]
-    body = json.dumps({"fields": ["id", "lat", "lon", "status", "zone", "territory"],
-                       "statuses": list(stats.STATUS_CODES),
-                       "rows": out}, separators=(",", ":"))
+    result = db.session.execute(select(Building.id, Building.lat, Building.lon, Building.apartments,
+                                       Building.zone_id, Building.territory_id).where(where).order_by(Building.id))
+    parts, code, lookup = [], stats.status_code, counts.get
+    for chunk in result.partitions(5000):
+        parts.append(",".join("[%d,%.5f,%.5f,%d,%d,%d]" % (bid, lat, lon, code(apartments, lookup(bid)), zone or 0,
+                                                          territory or 0)
+                              for bid, lat, lon, apartments, zone, territory in chunk))
+    head = json.dumps({"fields": ["id", "lat", "lon", "status", "zone", "territory"],
+                       "statuses": list(stats.STATUS_CODES)}, separators=(",", ":"))[:-1]
+    body = head + ',"rows":[' + ",".join(p for p in parts if p) + "]}"
     return current_app.response_class(body, mimetype="application/json")
 
 
@@ -102,7 +112,8 @@ def map_polygons():
     zones = db.session.scalars(services.visible_zones(user).where(Zone.retired_at.is_(None))
                                .order_by(Zone.id)).all()
     agents = services.current_agents([z.id for z in zones])
-    figures = stats.zone_figures([z.id for z in zones])
+    zone_ids = services.visible_zones(user).where(Zone.retired_at.is_(None)).with_only_columns(Zone.id)
+    figures = stats.zone_figures([z.id for z in zones], Building.zone_id.in_(zone_ids))
     owners = sorted({t.supervisor_id for t in territories if t.supervisor_id} | {a.id for a in agents.values()})
     colour = {owner: _palette(i) for i, owner in enumerate(owners)}
     features = []

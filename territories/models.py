@@ -22,7 +22,8 @@ class Building(db.Model):
         CheckConstraint("entrances >= 1", name="entrances_positive"),
         CheckConstraint("floors IS NULL OR floors >= 1", name="floors_positive"),
         CheckConstraint("lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180", name="location_valid"),
-        Index("ix_buildings_zone_id", "zone_id"),
+        # covering the per-zone sums of flats (coverage, penetration) as well as the zone lookups
+        Index("ix_buildings_zone_id", "zone_id", "apartments"),
         Index("ix_buildings_territory_id", "territory_id"),
     )
 

@@ -45,9 +45,17 @@ def _roles(*roles):
 
 
 def _centre(user) -> tuple[float, float]:
-    """The middle of what the user sees (their zones or territories), else the city's centre."""
+    """The middle of the polygons the user sees (the page then fits them), else of their buildings."""
+    from territories import geometry
     from territories.api import building_scope
 
+    query = services.visible_zones(user) if user.role == AGENT else services.visible_territories(user)
+    polygons = db.session.scalars(query.where(Zone.retired_at.is_(None) if user.role == AGENT
+                                              else Territory.retired_at.is_(None))).all()
+    if polygons:
+        boxes = [geometry.parse_polygon(p.geometry).bounds for p in polygons]
+        return ((min(b[1] for b in boxes) + max(b[3] for b in boxes)) / 2,
+                (min(b[0] for b in boxes) + max(b[2] for b in boxes)) / 2)
     row = db.session.execute(select(func.avg(Building.lat), func.avg(Building.lon))
                              .where(building_scope(user))).first()
     return (row[0], row[1]) if row and row[0] is not None else DEFAULT_CENTRE

@@ -10,8 +10,6 @@ feature adds its counts through :data:`FLAT_SOURCES`.
 """
 from __future__ import annotations
 
-from collections import defaultdict
-
 from sqlalchemy import distinct, func, select
 
 from crm.contracts.models import Contract
@@ -19,57 +17,69 @@ from crm.extensions import db
 from territories.models import Building
 
 STATUS_CODES = {"new": 0, "in_work": 1, "done": 2}
+STATUS_NAMES = list(STATUS_CODES)
 
-#: Each source is ``fn(building_filter) -> iterable of (building_id, visited, final, penetrated)``
+#: Each source is ``fn(building_filter) -> iterable of (building_id, zone_id, visited, final, penetrated)``
 #: counted per building; ``building_filter`` is a SQLAlchemy clause on ``Building``.
 FLAT_SOURCES: list = []
 
 
 def _contract_counts(building_filter):
     active = Contract.status != "cancelled"
-    query = (select(Contract.building_id,
+    query = (select(Contract.building_id, Building.zone_id,
                     func.count(distinct(Contract.flat)),
                     func.count(distinct(Contract.flat)).filter(active))
              .join(Building, Building.id == Contract.building_id)
-             .where(building_filter).group_by(Contract.building_id))
-    for building_id, touched, active_flats in db.session.execute(query):
-        yield building_id, touched, active_flats, active_flats
+             .where(building_filter).group_by(Contract.building_id, Building.zone_id))
+    for building_id, zone_id, touched, active_flats in db.session.execute(query):
+        yield building_id, zone_id, touched, active_flats, active_flats
+
+
+def _per_building(building_filter) -> dict[int, list]:
+    totals: dict[int, list] = {}
+    for source in [_contract_counts, *FLAT_SOURCES]:
+        for building_id, zone_id, visited, final, penetrated in source(building_filter):
+            row = totals.setdefault(building_id, [zone_id, 0, 0, 0])
+            # until door visits arrive there is one source; then each counts flats the other may too
+            row[1], row[2], row[3] = max(row[1], visited), max(row[2], final), max(row[3], penetrated)
+    return totals
 
 
 def flat_counts(building_filter) -> dict[int, tuple[int, int, int]]:
     """building id → (visited flats, flats with a final outcome, penetrated flats); absent = all zero."""
-    totals: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for source in [_contract_counts, *FLAT_SOURCES]:
-        for building_id, visited, final, penetrated in source(building_filter):
-            row = totals[building_id]
-            # sources count different flats only when the visit feature arrives; until then one source
-            row[0], row[1], row[2] = max(row[0], visited), max(row[1], final), max(row[2], penetrated)
-    return {k: tuple(v) for k, v in totals.items()}
+    return {k: (v[1], v[2], v[3]) for k, v in _per_building(building_filter).items()}
+
+
+def status_code(apartments: int, counts: tuple[int, int, int] | None) -> int:
+    """0 new (no visited flat), 2 done (every flat has a final outcome), else 1 in work."""
+    if not counts or counts[0] == 0:
+        return 0
+    return 2 if counts[1] >= apartments else 1
 
 
 def status_of(apartments: int, counts: tuple[int, int, int] | None) -> str:
-    if not counts or counts[0] == 0:
-        return "new"
-    return "done" if counts[1] >= apartments else "in_work"
+    return STATUS_NAMES[status_code(apartments, counts)]
 
 
-def zone_figures(zone_ids: list[int]) -> dict[int, dict]:
-    """zone id → buildings, flats, visited, penetrated, coverage and penetration (fractions, None if no flats)."""
+def zone_figures(zone_ids: list[int], zone_filter=None) -> dict[int, dict]:
+    """zone id → buildings, flats, visited, penetrated, coverage and penetration (fractions, None if no flats).
+
+    ``zone_filter`` (a clause on ``Building.zone_id``, e.g. ``in_`` a subquery) replaces a long
+    literal list of ids in the SQL when the caller has one.
+    """
     if not zone_ids:
         return {}
+    where = zone_filter if zone_filter is not None else Building.zone_id.in_(zone_ids)
     figures = {zid: {"buildings": 0, "flats": 0, "visited": 0, "penetrated": 0} for zid in zone_ids}
     for zone_id, buildings, flats in db.session.execute(
-            select(Building.zone_id, func.count(), func.sum(Building.apartments))
-            .where(Building.zone_id.in_(zone_ids)).group_by(Building.zone_id)):
-        figures[zone_id]["buildings"], figures[zone_id]["flats"] = buildings, int(flats or 0)
-    counts = flat_counts(Building.zone_id.in_(zone_ids))
-    if counts:
-        zone_of = dict(db.session.execute(select(Building.id, Building.zone_id)
-                                          .where(Building.id.in_(list(counts)))).all())
-        for building_id, (visited, _final, penetrated) in counts.items():
-            row = figures[zone_of[building_id]]
-            row["visited"] += visited
-            row["penetrated"] += penetrated
+            select(Building.zone_id, func.count(), func.sum(Building.apartments)).where(where)
+            .group_by(Building.zone_id)):
+        if zone_id in figures:
+            figures[zone_id]["buildings"], figures[zone_id]["flats"] = buildings, int(flats or 0)
+    for zone_id, visited, _final, penetrated in _per_building(where).values():
+        if zone_id in figures:
+            figures[zone_id]["visited"] += visited
+            figures[zone_id]["penetrated"] += penetrated
     for row in figures.values():
         row["coverage"] = row["visited"] / row["flats"] if row["flats"] else None
         row["penetration"] = row["penetrated"] / row["flats"] if row["flats"] else None

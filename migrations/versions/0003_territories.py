@@ -107,7 +107,7 @@ def upgrade():
         batch_op.add_column(sa.Column('territory_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('zone_id', sa.Integer(), nullable=True))
         batch_op.create_index('ix_buildings_territory_id', ['territory_id'], unique=False)
-        batch_op.create_index('ix_buildings_zone_id', ['zone_id'], unique=False)
+        batch_op.create_index('ix_buildings_zone_id', ['zone_id', 'apartments'], unique=False)
         batch_op.create_foreign_key(batch_op.f('fk_buildings_zone_id_zones'), 'zones', ['zone_id'], ['id'])
         batch_op.create_foreign_key(batch_op.f('fk_buildings_territory_id_territories'), 'territories', ['territory_id'], ['id'])
 
