@@ -92,6 +92,7 @@ def register_blueprints(app: Flask) -> None:
         app.register_blueprint(bp)
     import crm.contracts.api  # noqa: F401  registers its endpoints on the API blueprint
     import territories.api  # noqa: F401
+    import crm.visits.api  # noqa: F401
 
     csrf.exempt(api_bp)  # the API checks X-CSRFToken itself for session callers
     app.register_blueprint(api_bp)
@@ -114,9 +115,11 @@ def register_errorhandlers(app: Flask) -> None:
 
 def connect_signals() -> None:
     """Features react to each other through ``crm.signals`` (blinker keeps one connection per receiver)."""
+    from crm.visits.services import register as register_visits
     from territories.hooks import connect
 
     connect()
+    register_visits()
 
 
 def register_hooks(app: Flask) -> None:

@@ -187,6 +187,74 @@ def seed_money(now: datetime) -> None:
     db.session.flush()
 
 
+DEMO_VISITS = 2000
+
+
+def seed_visits(now: datetime) -> None:
+    """Three weeks of door visits in every outcome, through the sync's own service with the clock
+    at each visit; every demo contract signed at a door its agent walks gets its ``signed`` visit."""
+    from crm.contracts.models import Contract
+    from crm.visits import services as visits
+    from crm.visits.models import Visit
+    from crm.errors import DomainError
+    from territories.models import Building, ZoneAssignment
+
+    if db.session.scalar(select(func.count()).select_from(Visit)):
+        return
+    rng = random.Random(57)
+    for contract in db.session.scalars(select(Contract).order_by(Contract.id)):
+        walks = db.session.scalar(select(ZoneAssignment.id).where(
+            ZoneAssignment.agent_id == contract.agent_id, ZoneAssignment.zone_id == contract.building.zone_id))
+        if walks:
+            visits.link_signed_visit(contract, f"demo-signed-{contract.number}", "{}",
+                                     *_near(rng, contract.building))
+    outcomes = ["not_home"] * 30 + ["refused"] * 8 + ["not_interested"] * 10 + ["callback"] * 6 + ["lead"] * 5 \
+        + ["already_subscriber"] * 8 + ["competitor"] * 6 + ["no_access"] * 5 + ["do_not_knock"] * 2
+    walked: dict[int, list] = {}
+    for agent_id, building in db.session.execute(
+            select(ZoneAssignment.agent_id, Building).join(Building, Building.zone_id == ZoneAssignment.zone_id)
+            .order_by(ZoneAssignment.agent_id, Building.id)):
+        walked.setdefault(agent_id, []).append(building)
+    agents = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(list(walked))))}
+    start = now - timedelta(days=21)
+    moments = sorted(start + timedelta(seconds=rng.uniform(0, (now - start).total_seconds() - 3600))
+                     for _ in range(DEMO_VISITS))
+    for i, at in enumerate(moments):
+        local_hour = (at.hour + 5) % 24  # Yekaterinburg: knock between 10:00 and 21:00 local
+        if not 10 <= local_hour < 21:
+            at = at.replace(hour=(rng.randint(10, 20) - 5) % 24)
+        agent_id = rng.choice(list(walked))
+        building = rng.choice(walked[agent_id])
+        outcome = rng.choice(outcomes)
+        lat, lon, accuracy = _near(rng, building)
+        item = {"client_id": f"demo-visit-{i:05d}", "building_id": building.id,
+                "flat": rng.randint(1, building.apartments), "outcome": outcome, "at": at.isoformat(),
+                "gps": {"lat": lat, "lon": lon, "accuracy": accuracy} if lat is not None else None}
+        if outcome == "callback":
+            item["callback_at"] = (at + timedelta(days=rng.randint(1, 5), hours=rng.randint(0, 6))).isoformat()
+        elif outcome == "lead":
+            item["phone"] = f"+7912{rng.randint(0, 9999999):07d}"
+        elif outcome == "competitor":
+            item["competitor"] = rng.choice(["Ростелеком", "МТС", "Билайн", "Дом.ру", "ЭР-Телеком"])
+        with _clock_at(at + timedelta(minutes=rng.randint(1, 120))):
+            try:
+                with db.session.begin_nested():
+                    visits.record_visit(agents[agent_id], item)
+            except DomainError:  # a door locked earlier in the story: the agent moves on
+                continue
+    db.session.flush()
+
+
+def _near(rng: random.Random, building) -> tuple:
+    """A phone fix near the building: mostly good, sometimes poor, sometimes none (flags)."""
+    roll = rng.random()
+    if roll < 0.05:
+        return None, None, None
+    spread = 0.0004 if roll < 0.85 else 0.004
+    return (round(building.lat + rng.uniform(-spread, spread), 6), round(building.lon + rng.uniform(-spread, spread), 6),
+            round(rng.uniform(5, 40) if roll < 0.92 else rng.uniform(120, 400), 1))
+
+
 FIRST = ["Александр", "Мария", "Сергей", "Елена", "Дмитрий", "Ольга", "Андрей", "Татьяна", "Алексей", "Наталья",
          "Иван", "Светлана", "Павел", "Ксения", "Николай", "Юлия"]
 LAST = ["Иванов", "Смирнов", "Кузнецов", "Попов", "Васильев", "Петров", "Соколов", "Михайлов", "Новиков",
@@ -205,11 +273,14 @@ def seed() -> dict[str, int]:
     from crm.catalogue.models import Tariff
     from crm.contracts.models import Contract
     from crm.ledger.models import LedgerEntry, RateVersion
+    from crm.visits.models import Visit
     from territories.models import Building, Territory, Zone
 
     seed_people()
     db.session.flush()
     seed_money(get_clock().now())
+    db.session.flush()
+    seed_visits(get_clock().now())
     db.session.flush()
 
     def count(model):
@@ -217,4 +288,5 @@ def seed() -> dict[str, int]:
 
     return {"users": count(User), "buildings": count(Building), "territories": count(Territory),
             "zones": count(Zone), "tariffs": count(Tariff),
-            "rate versions": count(RateVersion), "contracts": count(Contract), "ledger entries": count(LedgerEntry)}
+            "rate versions": count(RateVersion), "contracts": count(Contract), "ledger entries": count(LedgerEntry),
+            "visits": count(Visit)}

@@ -7,3 +7,4 @@ from crm.catalogue.models import Tariff  # noqa: F401
 from crm.contracts.models import Contract, ContractAddon, ContractEvent  # noqa: F401
 from crm.ledger.models import LedgerEntry, RateAmount, RateTier, RateVersion  # noqa: F401
 from territories.models import Building, Notification, PolygonVersion, Territory, Zone, ZoneAssignment  # noqa: F401
+from crm.visits.models import DoorUnlock, Visit  # noqa: F401

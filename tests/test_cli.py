@@ -21,7 +21,7 @@ def test_seed_demo_builds_the_demo_once(app, runner):
     first = runner.invoke(args=["crm", "seed-demo"])
     assert first.exit_code == 0, first.output
     match = re.fullmatch(r"demo ready: 19 users, (\d+) buildings, 3 territories, 12 zones, 7 tariffs, 3 rate versions, (\d+) contracts, "
-                         r"(\d+) ledger entries\n", first.output)
+                         r"(\d+) ledger entries, (\d+) visits\n", first.output)
     assert match, first.output
     events = _count(app, AuditEvent)
     second = runner.invoke(args=["crm", "seed-demo"])
@@ -62,6 +62,15 @@ def test_seed_demo_builds_the_demo_once(app, runner):
             ZoneAssignment, (ZoneAssignment.zone_id == Building.zone_id) & (ZoneAssignment.agent_id == Contract.agent_id),
             isouter=True).where(ZoneAssignment.id.is_(None)))
         assert off_zone == 0
+        # weeks of visits in every outcome, each demo contract at a door its agent walks with its signed visit
+        from crm.visits.models import Visit
+        from crm.visits.rules import OUTCOMES
+
+        assert int(match.group(4)) >= 1000
+        assert set(db.session.scalars(select(Visit.outcome).distinct())) == set(OUTCOMES)
+        unsigned = db.session.scalar(select(func.count()).select_from(Contract).where(
+            ~Contract.id.in_(select(Visit.contract_id).where(Visit.contract_id.is_not(None)))))
+        assert unsigned == 0
     with app.app_context():
         from crm.users.services import check_password, find_by_login
 

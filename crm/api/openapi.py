@@ -119,6 +119,37 @@ def build_spec(base_path: str) -> dict:
                          "responses": {"201": {"description": "created; buildings inside"},
                                        "422": _error("outside the territory, overlapping a zone, or invalid")}}
             },
+            "/me/zones": {
+                "get": {"summary": "The agent's zones today with their buildings, each building's door grid "
+                                   "(grid[entrance][floor] = flats) and each flat's last outcome, lock and contract",
+                        "security": [{"session": []}],
+                        "responses": {"200": {"description": "{\"zones\": [...]}"}, "401": _error("not signed in"),
+                                      "403": _error("not an agent")}}
+            },
+            "/sync": {
+                "post": {
+                    "summary": "The phone's queue: visits and contracts with client ids; a retry never duplicates",
+                    "security": [{"session": []}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["items"],
+                        "properties": {"items": {"type": "array", "maxItems": 500, "items": {"type": "object"}}}}}}},
+                    "responses": {
+                        "200": {"description": "one result per item, in order: client_id, status (created, duplicate, "
+                                               "rejected), id, contract_number, error {code, message, fields}"},
+                        "400": _error("missing X-CSRFToken"), "401": _error("not signed in"),
+                        "403": _error("not an agent"), "422": _error("not {items: [...]}"),
+                    },
+                }
+            },
+            "/doors/unlock": {
+                "post": {"summary": "A supervisor reopens a door locked by already_subscriber or do_not_knock: "
+                                    "{building_id, flat, reason}",
+                         "security": [{"session": []}],
+                         "responses": {"201": {"description": "unlocked"}, "403": _error("not the territory's "
+                                                                                         "supervisor"),
+                                       "404": _error("unknown building"), "409": _error("not locked"),
+                                       "422": _error("no reason or unknown flat")}}
+            },
             "/me": {
                 "get": {
                     "summary": "Who is calling",

@@ -1,0 +1,82 @@
+"""``GET /api/v1/me/zones`` and ``POST /api/v1/sync`` (PRODUCT.md §5), and the supervisor's unlock."""
+from __future__ import annotations
+
+from flask import jsonify, request
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+
+from crm.api.auth import ApiError, require_user
+from crm.api.routes import bp
+from crm.errors import DomainError
+from crm.extensions import db
+from crm.users.models import AGENT, SALES_HEAD, SUPERVISOR
+from crm.visits import services
+from territories import services as territories
+from territories.models import Building
+
+MAX_ITEMS = 500
+
+
+@bp.route("/me/zones")
+@require_user(AGENT)
+def my_zones():
+    return jsonify(zones=services.my_zones(current_user))
+
+
+def _error(exc: DomainError) -> dict:
+    return {"code": exc.code, "message": str(exc.message), "fields": {k: str(v) for k, v in exc.fields.items()}}
+
+
+@bp.route("/sync", methods=["POST"])
+@require_user(AGENT)
+def sync():
+    body = request.get_json(silent=True)
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise ApiError(422, "invalid_body", _("The body must be {\"items\": [...]}."))
+    if len(items) > MAX_ITEMS:
+        raise ApiError(422, "invalid_body", _("At most %(n)d items per sync.", n=MAX_ITEMS))
+    results = []
+    for item in items:
+        client_id = item.get("client_id") if isinstance(item, dict) else None
+        answer = {"client_id": client_id, "status": "rejected", "id": None, "contract_number": None, "error": None}
+        savepoint = db.session.begin_nested()
+        try:
+            if not isinstance(item, dict) or item.get("type") not in ("visit", "contract"):
+                raise DomainError("invalid", _("Each item needs a type: visit or contract."),
+                                  {"type": _("visit or contract")})
+            outcome = (services.record_visit if item["type"] == "visit" else services.record_contract)(
+                current_user, item)
+        except DomainError as exc:
+            savepoint.rollback()
+            answer["error"] = _error(exc)
+            if exc.code == "flat_taken" and current_user.manager_id:
+                territories.notify(current_user.manager_id, "sync_rejected",
+                                   {"agent": current_user.name or current_user.login,
+                                    "message": str(exc.message)}, link="/contracts")
+        else:
+            savepoint.commit()
+            answer.update(status=outcome.status, id=outcome.visit.id if outcome.visit else None,
+                          contract_number=outcome.contract.number if outcome.contract else None)
+        results.append(answer)
+    db.session.commit()
+    return jsonify(results=results)
+
+
+@bp.route("/doors/unlock", methods=["POST"])
+@require_user(SUPERVISOR, SALES_HEAD)
+def unlock_door():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_body", _("The body must be a JSON object."))
+    building_id, flat = body.get("building_id"), body.get("flat")
+    building = db.session.scalar(select(Building).where(Building.id == building_id)) \
+        if isinstance(building_id, int) and not isinstance(building_id, bool) else None
+    if building is None:
+        raise ApiError(404, "not_found", _("No such building."))
+    if not isinstance(flat, int) or isinstance(flat, bool) or not building.has_flat(flat):
+        raise ApiError(422, "invalid_body", _("Check the fields."), {"flat": _("Unknown flat.")})
+    unlock = services.unlock(current_user, building, flat, body.get("reason"))
+    db.session.commit()
+    return jsonify(id=unlock.id, building_id=building.id, flat=flat), 201

@@ -1,0 +1,336 @@
+"""Recording visits and field contracts (the phone's sync), door locks, and what the phone caches.
+
+Every item is validated in full on the server: the agent's zones on the visit's day,
+the flat, the outcome's extra field, business time within the offline grace, GPS.
+A visit is its own record (append-only, with who, when, where and what the phone sent);
+an unlock is audited. Services flush; the endpoint commits once per sync.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import case, func, literal, select, union_all
+from sqlalchemy.exc import IntegrityError
+
+from crm import clock
+from crm.audit.services import record
+from crm.contracts import services as contracts
+from crm.contracts.models import Contract
+from crm.errors import Conflict, DomainError, Forbidden, NotFound
+from crm.extensions import db
+from crm.ledger.services import parse_local_datetime
+from crm.users.models import SALES_HEAD, SUPERVISOR, User
+from crm.visits import rules
+from crm.visits.models import DoorUnlock, Visit
+from territories import services as territories
+from territories.models import Building, Territory
+
+NOTE_MAX = 2000
+
+
+def _canonical(doc: dict) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _invalid(field: str, message) -> DomainError:
+    return DomainError("invalid", message, {field: message})
+
+
+def _client_id(item: dict) -> str:
+    value = item.get("client_id")
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 64:
+        raise _invalid("client_id", _l("A client id of 1 to 64 characters is required."))
+    return value.strip()
+
+
+def _moment(raw, field: str) -> datetime:
+    try:
+        if isinstance(raw, str):
+            return parse_local_datetime(raw)
+    except ValueError:
+        pass
+    raise _invalid(field, _l("An ISO 8601 date and time."))
+
+
+def _business_time(raw) -> datetime:
+    at = _moment(raw, "at")
+    try:
+        clock.check_business_time(at, clock.now(), grace=current_app.config["OFFLINE_GRACE"])
+    except clock.BusinessTimeError as exc:
+        raise _invalid("at", _l("The time is in the future.") if exc.code == "future"
+                       else _l("The time is older than the offline grace."))
+    return clock.ensure_utc(at)
+
+
+def _number(value, lo: float, hi: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not lo <= value <= hi:
+        raise _invalid("gps", _l("GPS needs lat (-90..90), lon (-180..180) and accuracy in metres."))
+    return float(value)
+
+
+def _gps(raw) -> tuple[float | None, float | None, float | None]:
+    if raw is None:
+        return None, None, None
+    if not isinstance(raw, dict):
+        raise _invalid("gps", _l("GPS needs lat (-90..90), lon (-180..180) and accuracy in metres."))
+    lat, lon = _number(raw.get("lat"), -90, 90), _number(raw.get("lon"), -180, 180)
+    accuracy = _number(raw.get("accuracy"), 0, 1_000_000)
+    if (lat is None) != (lon is None):
+        raise _invalid("gps", _l("GPS needs lat (-90..90), lon (-180..180) and accuracy in metres."))
+    return lat, lon, accuracy
+
+
+def building_for(agent: User, building_id, at: datetime) -> Building:
+    """The building if it lies in a zone ``agent`` walks on the (company-time) day of ``at``."""
+    if isinstance(building_id, bool) or not isinstance(building_id, int):
+        raise _invalid("building_id", _l("Unknown building."))
+    day = at.astimezone(clock.company_zone()).date()
+    building = db.session.scalar(select(Building).where(
+        Building.id == building_id, Building.zone_id.in_(territories.agent_zone_ids(agent, day))))
+    if building is None:
+        raise NotFound("not_your_zone", _l("This building is not in a zone you walk."),
+                       {"building_id": _l("Not in your zones.")})
+    return building
+
+
+def _flat(building: Building, flat) -> int:
+    if isinstance(flat, bool) or not isinstance(flat, int) or not building.has_flat(flat):
+        raise _invalid("flat", _l("Flat must be a number from 1 to %(n)d.", n=building.apartments))
+    return flat
+
+
+def last_locking_visit(building_id: int, flat: int) -> Visit | None:
+    """The visit that locks this door now (already_subscriber / do_not_knock not lifted by an unlock)."""
+    visit = db.session.scalar(select(Visit).where(Visit.building_id == building_id, Visit.flat == flat,
+                                                  Visit.outcome.in_(rules.LOCKING))
+                              .order_by(Visit.at.desc(), Visit.id.desc()).limit(1))
+    if visit is None:
+        return None
+    lifted = db.session.scalar(select(DoorUnlock.id).where(DoorUnlock.visit_id == visit.id))
+    return None if lifted else visit
+
+
+@dataclass
+class Outcome:
+    status: str  # created | duplicate
+    visit: Visit | None = None
+    contract: Contract | None = None
+
+
+def record_visit(agent: User, item: dict) -> Outcome:
+    """One ``{"type": "visit", …}`` item of the sync (PRODUCT.md §5)."""
+    client_id = _client_id(item)
+    request = _canonical({k: item.get(k) for k in ("building_id", "flat", "outcome", "at", "gps", "note",
+                                                   "callback_at", "competitor", "phone")})
+    existing = db.session.scalar(select(Visit).where(Visit.client_id == client_id))
+    if existing is not None:
+        return _replay(existing, agent, request)
+    outcome = item.get("outcome")
+    if outcome not in rules.OUTCOMES:
+        raise _invalid("outcome", _l("One of: %(outcomes)s.", outcomes=", ".join(rules.OUTCOMES)))
+    if outcome == "signed":
+        raise _invalid("outcome", _l("A signed door is sent as a contract item."))
+    at = _business_time(item.get("at"))
+    building = building_for(agent, item.get("building_id"), at)
+    flat = _flat(building, item.get("flat"))
+    fields: dict = {}
+    if outcome == "callback":
+        fields["callback_at"] = clock.ensure_utc(_moment(item.get("callback_at"), "callback_at"))
+        if fields["callback_at"] < at:
+            raise _invalid("callback_at", _l("The callback must be after the visit."))
+    if outcome == "lead":
+        if not item.get("phone"):
+            raise _invalid("phone", _l("A lead needs the resident's phone."))
+        fields["phone"] = contracts.normalise_phone(str(item.get("phone")))
+    if outcome == "competitor":
+        name = item.get("competitor")
+        if not isinstance(name, str) or not name.strip() or len(name.strip()) > 120:
+            raise _invalid("competitor", _l("Name the competitor (up to 120 characters)."))
+        fields["competitor"] = name.strip()
+    note = item.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
+        raise _invalid("note", _l("Text of up to %(n)d characters.", n=NOTE_MAX))
+    lat, lon, accuracy = _gps(item.get("gps"))
+    locked = last_locking_visit(building.id, flat)
+    if locked is not None:
+        raise Conflict("door_locked", _l("Flat %(flat)d is locked (%(outcome)s); your supervisor can unlock it.",
+                                         flat=flat, outcome=locked.outcome), {"flat": _l("Locked.")})
+    return Outcome("created", _insert(agent, building, flat, outcome, at, client_id, request, lat, lon, accuracy,
+                                      note=(note or "").strip() or None, **fields))
+
+
+def _insert(agent, building, flat, outcome, at, client_id, request, lat, lon, accuracy, **fields) -> Visit:
+    gps = rules.check_gps(building.lat, building.lon, lat, lon, accuracy)
+    visit = Visit(client_id=client_id, agent_id=agent.id, supervisor_id=agent.manager_id, building_id=building.id,
+                  flat=flat, outcome=outcome, at=at, recorded_at=clock.now(), lat=lat, lon=lon, accuracy=accuracy,
+                  distance_m=round(gps.distance_m, 1) if gps.distance_m is not None else None,
+                  gps_colour=gps.colour, flagged=gps.flagged, flag_reason=gps.reason, request=request, **fields)
+    try:
+        with db.session.begin_nested():
+            db.session.add(visit)
+            db.session.flush()
+    except IntegrityError:  # the same client id arrived through a parallel retry
+        existing = db.session.scalar(select(Visit).where(Visit.client_id == client_id))
+        if existing is None:
+            raise
+        return existing
+    return visit
+
+
+def _replay(existing: Visit, agent: User, request: str) -> Outcome:
+    if existing.agent_id != agent.id or existing.request != request:
+        raise Conflict("client_id_reused", _l("This client id was already used for different data."),
+                       {"client_id": _l("Already used.")})
+    return Outcome("duplicate", existing)
+
+
+def record_contract(agent: User, item: dict) -> Outcome:
+    """One ``{"type": "contract", …}`` item: the contract service signs; a ``signed`` visit links it."""
+    client_id = _client_id(item)
+    subscriber = item.get("subscriber") if isinstance(item.get("subscriber"), dict) else {}
+    addons = item.get("addons") or []
+    if not isinstance(addons, list) or not all(isinstance(a, str) for a in addons):
+        raise _invalid("addons", _l("A list of add-on codes."))
+    request = _canonical({k: item.get(k) for k in ("building_id", "flat", "subscriber", "tariff", "addons",
+                                                   "adult_confirmed", "at", "gps")})
+    visit_key = f"{client_id}#signed"
+    existing = db.session.scalar(select(Visit).where(Visit.client_id == visit_key))
+    if existing is not None:
+        outcome = _replay(existing, agent, request)
+        outcome.contract = db.session.get(Contract, existing.contract_id)
+        return outcome
+    at = _business_time(item.get("at"))
+    building = building_for(agent, item.get("building_id"), at)
+    flat = _flat(building, item.get("flat"))
+    lat, lon, accuracy = _gps(item.get("gps"))
+    locked = last_locking_visit(building.id, flat)
+    if locked is not None:
+        raise Conflict("door_locked", _l("Flat %(flat)d is locked (%(outcome)s); your supervisor can unlock it.",
+                                         flat=flat, outcome=locked.outcome), {"flat": _l("Locked.")})
+    contract, created = contracts.sign(agent, agent=agent, building=building, flat=flat,
+                                       subscriber_name=subscriber.get("name") or "", phone=subscriber.get("phone") or "",
+                                       tariff_code=item.get("tariff") or "", addon_codes=addons,
+                                       adult_confirmed=item.get("adult_confirmed") is True, at=at, client_id=client_id)
+    if not created:
+        raise Conflict("client_id_reused", _l("This client id was already used for different data."),
+                       {"client_id": _l("Already used.")})
+    visit = link_signed_visit(contract, visit_key, request, lat, lon, accuracy)
+    return Outcome("created", visit, contract)
+
+
+def link_signed_visit(contract: Contract, client_id: str, request: str, lat=None, lon=None, accuracy=None) -> Visit:
+    """The ``signed`` visit of a contract signed at the door (the funnel counts it)."""
+    return _insert(contract.agent, contract.building, contract.flat, "signed", contract.at, client_id, request,
+                   lat, lon, accuracy, contract_id=contract.id)
+
+
+def unlock(actor: User | None, building: Building, flat: int, reason: str) -> DoorUnlock:
+    """Reopen a locked door: the territory's supervisor (or the sales head above), with a reason."""
+    territory = db.session.get(Territory, building.territory_id) if building.territory_id else None
+    allowed = actor is None or (territory is not None and (
+        (actor.role == SUPERVISOR and territory.supervisor_id == actor.id)
+        or (actor.role == SALES_HEAD and territory.region_id == actor.id)))
+    if not allowed:
+        raise Forbidden("forbidden", _l("Only the territory's supervisor unlocks its doors."))
+    reason = (reason or "").strip()
+    if not reason or len(reason) > 1000:
+        raise _invalid("reason", _l("Say why the door is unlocked (up to 1000 characters)."))
+    visit = last_locking_visit(building.id, flat)
+    if visit is None:
+        raise Conflict("not_locked", _l("Flat %(flat)d is not locked.", flat=flat))
+    unlock_ = DoorUnlock(building_id=building.id, flat=flat, visit_id=visit.id,
+                         supervisor_id=actor.id if actor else None, reason=reason, at=clock.now())
+    db.session.add(unlock_)
+    db.session.flush()
+    record("door.unlocked", "building", building.id, subject_id=visit.agent_id,
+           before={"flat": flat, "outcome": visit.outcome, "visit": visit.id}, after={"reason": reason})
+    return unlock_
+
+
+# ---------------------------------------------------------------- what the phone caches
+
+def doors(building_ids: list[int]) -> dict[int, dict[int, dict]]:
+    """building id → flat → {"outcome", "at", "locked", "contract"} for every flat with a visit or contract."""
+    result: dict[int, dict[int, dict]] = {b: {} for b in building_ids}
+    if not building_ids:
+        return result
+    unlocked = set(db.session.scalars(select(DoorUnlock.visit_id).where(DoorUnlock.building_id.in_(building_ids))))
+    for visit in db.session.scalars(select(Visit).where(Visit.building_id.in_(building_ids))
+                                    .order_by(Visit.building_id, Visit.flat, Visit.at, Visit.id)):
+        door = result[visit.building_id].setdefault(visit.flat, {"locked": False, "contract": None})
+        door["outcome"], door["at"] = visit.outcome, visit.at.isoformat()
+        if visit.outcome in rules.LOCKING:
+            door["locked"] = visit.id not in unlocked
+    for building_id, flat, number in db.session.execute(
+            select(Contract.building_id, Contract.flat, Contract.number)
+            .where(Contract.building_id.in_(building_ids), Contract.status != "cancelled")):
+        door = result[building_id].setdefault(flat, {"locked": False, "outcome": "signed", "at": None})
+        door["contract"] = number
+    return result
+
+
+def my_zones(agent: User) -> list[dict]:
+    """``GET /api/v1/me/zones``: today's zones, their buildings with the door grid and each flat's state."""
+    from territories.models import Zone
+
+    zones = db.session.scalars(select(Zone).where(Zone.id.in_(territories.agent_zone_ids(agent)),
+                                                  Zone.retired_at.is_(None)).order_by(Zone.name)).all()
+    buildings = db.session.scalars(select(Building).where(Building.zone_id.in_([z.id for z in zones]))
+                                   .order_by(Building.address)).all()
+    state = doors([b.id for b in buildings])
+    out = []
+    for zone in zones:
+        out.append({"id": zone.id, "name": zone.name, "geometry": json.loads(zone.geometry), "buildings": [{
+            "id": b.id, "external_id": b.external_id, "address": b.address, "lat": b.lat, "lon": b.lon,
+            "apartments": b.apartments, "entrances": b.entrances, "floors": b.floors,
+            "grid": rules.door_grid(b.apartments, b.entrances, b.floors),
+            "flats": {str(flat): door for flat, door in sorted(state[b.id].items())}}
+            for b in buildings if b.zone_id == zone.id]})
+    return out
+
+
+# ---------------------------------------------------------------- figures for maps and imports
+
+def flat_source(building_filter):
+    """Per building: flats visited, flats with a final outcome, penetrated flats (active contract or
+    already_subscriber) — contracts included, so this source's sets contain the contract source's."""
+    is_final = case((Visit.outcome.in_(rules.FINAL), 1), else_=0)
+    is_subscriber = case((Visit.outcome == "already_subscriber", 1), else_=0)
+    active = case((Contract.status != "cancelled", 1), else_=0)
+    flats = union_all(
+        select(Visit.building_id.label("building_id"), Visit.flat.label("flat"), literal(1).label("v"),
+               is_final.label("f"), is_subscriber.label("p")),
+        select(Contract.building_id, Contract.flat, literal(1), literal(1), active),
+    ).subquery()
+    per_flat = select(flats.c.building_id, flats.c.flat, func.max(flats.c.f).label("f"),
+                      func.max(flats.c.p).label("p")).group_by(flats.c.building_id, flats.c.flat).subquery()
+    query = (select(per_flat.c.building_id, Building.zone_id, func.count(), func.sum(per_flat.c.f),
+                    func.sum(per_flat.c.p))
+             .join(Building, Building.id == per_flat.c.building_id).where(building_filter)
+             .group_by(per_flat.c.building_id, Building.zone_id))
+    for building_id, zone_id, visited, final, penetrated in db.session.execute(query):
+        yield building_id, zone_id, visited, int(final or 0), int(penetrated or 0)
+
+
+def highest_visited_flat(building_ids: list[int]) -> dict[int, int]:
+    return dict(db.session.execute(select(Visit.building_id, func.max(Visit.flat))
+                                   .where(Visit.building_id.in_(building_ids)).group_by(Visit.building_id)).all())
+
+
+def register() -> None:
+    """Visits count in coverage, penetration and status, and protect flats from an import that drops them."""
+    from territories import importer, stats
+
+    if flat_source not in stats.FLAT_SOURCES:
+        stats.FLAT_SOURCES.append(flat_source)
+    if highest_visited_flat not in importer.HIGHEST_FLAT_HOOKS:
+        importer.HIGHEST_FLAT_HOOKS.append(highest_visited_flat)
+
