@@ -21,7 +21,13 @@ MAX_ITEMS = 500
 @bp.route("/me/zones")
 @require_user(AGENT)
 def my_zones():
-    return jsonify(zones=services.my_zones(current_user))
+    """Everything the phone caches for a day offline: zones, buildings and doors, the revisit
+    and lead lists, and the tariffs on offer with the agent's commission."""
+    from crm import clock
+
+    return jsonify(zones=services.my_zones(current_user), revisits=services.revisits(current_user),
+                   leads=services.leads(current_user), offer=services.offer(),
+                   generated_at=clock.now().isoformat())
 
 
 def _error(exc: DomainError) -> dict:

@@ -334,3 +334,61 @@ def register() -> None:
     if highest_visited_flat not in importer.HIGHEST_FLAT_HOOKS:
         importer.HIGHEST_FLAT_HOOKS.append(highest_visited_flat)
 
+
+
+# ---------------------------------------------------------------- the agent's day
+
+def offer(at: datetime | None = None) -> dict:
+    """Tariffs and add-ons offered now (the version in force has an amount for them) with the
+    monthly fee and what the agent earns for each (minor units)."""
+    from crm.catalogue.models import Tariff
+    from crm.ledger import services as ledger
+
+    version = ledger.version_in_force(at or clock.now())
+    if version is None:
+        return {"rate_version": None, "tariffs": [], "addons": []}
+    amounts = ledger.rates_of(version).amounts
+    items = db.session.scalars(select(Tariff).where(Tariff.archived_at.is_(None), Tariff.code.in_(list(amounts)))
+                               .order_by(Tariff.is_addon, Tariff.monthly_fee)).all()
+
+    def row(t):
+        return {"code": t.code, "name": t.name, "speed_mbit": t.speed_mbit, "monthly_fee": t.monthly_fee,
+                "commission": amounts[t.code]}
+
+    return {"rate_version": version.id, "tariffs": [row(t) for t in items if not t.is_addon],
+            "addons": [row(t) for t in items if t.is_addon]}
+
+
+def _last_per_flat(agent: User, outcomes) -> list[Visit]:
+    """The agent's visits that are still the last word on their door, among ``outcomes``."""
+    latest = (select(Visit.building_id, Visit.flat, func.max(Visit.at).label("at"))
+              .where(Visit.building_id.in_(select(Building.id).where(
+                  Building.zone_id.in_(territories.agent_zone_ids(agent)))))
+              .group_by(Visit.building_id, Visit.flat).subquery())
+    return list(db.session.scalars(
+        select(Visit).join(latest, (latest.c.building_id == Visit.building_id) & (latest.c.flat == Visit.flat)
+                           & (latest.c.at == Visit.at))
+        .where(Visit.outcome.in_(outcomes)).order_by(Visit.at)))
+
+
+def revisits(agent: User) -> list[dict]:
+    """Doors to knock again: callbacks (due first) and not_home doors, to try at another time of day."""
+    zone = clock.company_zone()
+    out = []
+    for visit in _last_per_flat(agent, ("callback", "not_home")):
+        local = visit.at.astimezone(zone)
+        item = {"building_id": visit.building_id, "flat": visit.flat, "outcome": visit.outcome,
+                "at": visit.at.isoformat(), "address": visit.building.address,
+                "tried": rules.time_of_day(local.hour)}
+        if visit.outcome == "callback":
+            item["callback_at"] = visit.callback_at.isoformat() if visit.callback_at else None
+        out.append(item)
+    out.sort(key=lambda i: (i["outcome"] != "callback", i.get("callback_at") or i["at"]))
+    return out
+
+
+def leads(agent: User) -> list[dict]:
+    """Interested residents not signed yet."""
+    return [{"building_id": v.building_id, "flat": v.flat, "phone": v.phone, "note": v.note,
+             "at": v.at.isoformat(), "address": v.building.address}
+            for v in _last_per_flat(agent, ("lead",))]
