@@ -24,8 +24,8 @@ class Visit(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    #: the phone's UUID: a retried sync finds the same visit
-    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    #: the phone's UUID (up to 64 characters; a contract's signed visit adds "#signed"): a retried sync finds it
+    client_id: Mapped[str] = mapped_column(String(80), unique=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     #: the agent's supervisor when the visit was recorded (the team's day)
     supervisor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

@@ -118,6 +118,15 @@ def last_locking_visit(building_id: int, flat: int) -> Visit | None:
     return None if lifted else visit
 
 
+def _refuse_if_locked(building: Building, flat: int, at: datetime) -> None:
+    """A locked door takes no new knocks; one that happened before the lock (an offline queue
+    arriving late) is still the record of what happened and is accepted."""
+    locked = last_locking_visit(building.id, flat)
+    if locked is not None and at > locked.at:
+        raise Conflict("door_locked", _l("Flat %(flat)d is locked (%(outcome)s); your supervisor can unlock it.",
+                                         flat=flat, outcome=locked.outcome), {"flat": _l("Locked.")})
+
+
 @dataclass
 class Outcome:
     status: str  # created | duplicate
@@ -144,7 +153,7 @@ def record_visit(agent: User, item: dict) -> Outcome:
     fields: dict = {}
     if outcome == "callback":
         fields["callback_at"] = clock.ensure_utc(_moment(item.get("callback_at"), "callback_at"))
-        if fields["callback_at"] < at:
+        if fields["callback_at"] <= at:
             raise _invalid("callback_at", _l("The callback must be after the visit."))
     if outcome == "lead":
         if not item.get("phone"):
@@ -159,10 +168,7 @@ def record_visit(agent: User, item: dict) -> Outcome:
     if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
         raise _invalid("note", _l("Text of up to %(n)d characters.", n=NOTE_MAX))
     lat, lon, accuracy = _gps(item.get("gps"))
-    locked = last_locking_visit(building.id, flat)
-    if locked is not None:
-        raise Conflict("door_locked", _l("Flat %(flat)d is locked (%(outcome)s); your supervisor can unlock it.",
-                                         flat=flat, outcome=locked.outcome), {"flat": _l("Locked.")})
+    _refuse_if_locked(building, flat, at)
     return Outcome("created", _insert(agent, building, flat, outcome, at, client_id, request, lat, lon, accuracy,
                                       note=(note or "").strip() or None, **fields))
 
@@ -211,10 +217,7 @@ def record_contract(agent: User, item: dict) -> Outcome:
     building = building_for(agent, item.get("building_id"), at)
     flat = _flat(building, item.get("flat"))
     lat, lon, accuracy = _gps(item.get("gps"))
-    locked = last_locking_visit(building.id, flat)
-    if locked is not None:
-        raise Conflict("door_locked", _l("Flat %(flat)d is locked (%(outcome)s); your supervisor can unlock it.",
-                                         flat=flat, outcome=locked.outcome), {"flat": _l("Locked.")})
+    _refuse_if_locked(building, flat, at)
     contract, created = contracts.sign(agent, agent=agent, building=building, flat=flat,
                                        subscriber_name=subscriber.get("name") or "", phone=subscriber.get("phone") or "",
                                        tariff_code=item.get("tariff") or "", addon_codes=addons,
@@ -302,13 +305,14 @@ def my_zones(agent: User) -> list[dict]:
 def flat_source(building_filter):
     """Per building: flats visited, flats with a final outcome, penetrated flats (active contract or
     already_subscriber) — contracts included, so this source's sets contain the contract source's."""
-    is_final = case((Visit.outcome.in_(rules.FINAL), 1), else_=0)
+    # a signed door is final while its contract is active: the contract row says so, not the visit
+    is_final = case((Visit.outcome.in_(rules.FINAL - {"signed"}), 1), else_=0)
     is_subscriber = case((Visit.outcome == "already_subscriber", 1), else_=0)
     active = case((Contract.status != "cancelled", 1), else_=0)
     flats = union_all(
         select(Visit.building_id.label("building_id"), Visit.flat.label("flat"), literal(1).label("v"),
                is_final.label("f"), is_subscriber.label("p")),
-        select(Contract.building_id, Contract.flat, literal(1), literal(1), active),
+        select(Contract.building_id, Contract.flat, literal(1), active, active),
     ).subquery()
     per_flat = select(flats.c.building_id, flats.c.flat, func.max(flats.c.f).label("f"),
                       func.max(flats.c.p).label("p")).group_by(flats.c.building_id, flats.c.flat).subquery()
