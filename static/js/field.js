@@ -22,7 +22,9 @@
     return new Date(iso).toLocaleString(document.documentElement.lang || undefined,
       { timeZone: cfg.timezone, day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
   }
-  function money(minor) { return (minor / 100).toFixed(2) + " " + cfg.currency; }
+  var moneyFormat = new Intl.NumberFormat(document.documentElement.lang || undefined,
+    { style: "currency", currency: cfg.currency });
+  function money(minor) { return moneyFormat.format(minor / 100); }
   function uuid() {
     if (window.crypto && crypto.randomUUID) { return crypto.randomUUID(); }
     var b = crypto.getRandomValues(new Uint8Array(16)); b[6] = (b[6] & 15) | 64; b[8] = (b[8] & 63) | 128;
@@ -307,9 +309,12 @@
     var btn = e.target.closest("button[data-dismiss]");
     if (btn) { queue.remove(btn.dataset.dismiss).then(counter); }
   });
+  var again = false;
   function sync() {
-    if (syncing || !navigator.onLine) { return Promise.resolve(); }
+    if (!navigator.onLine) { return Promise.resolve(); }
+    if (syncing) { again = true; return Promise.resolve(); }  // sent as soon as the running send ends
     syncing = true;
+    again = false;
     var sent = [];
     return queue.all().then(function (items) {
       sent = items.filter(function (i) { return i.state === "pending"; }).slice(0, 100);
@@ -333,7 +338,7 @@
     }).catch(function () { return null; }).then(function (state) {
       syncing = false;
       return counter().then(function () {
-        if (state === "more") { return sync(); }
+        if (state === "more" || again) { return sync(); }
         if (state === "done") { return load(); }  // the server's view of the doors, rejections undone
         return null;
       });
