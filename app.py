@@ -85,11 +85,12 @@ def register_blueprints(app: Flask) -> None:
     from crm.main.routes import bp as main_bp
     from crm.users.routes import bp as users_bp
     from crm.visits.routes import bp as field_bp
+    from crm.visits.team import bp as team_bp
     from territories.assets import bp as assets_bp
     from territories.routes import bp as territories_bp
 
     for bp in (main_bp, auth_bp, users_bp, audit_bp, apikeys_bp, catalogue_bp, ledger_bp, contracts_bp,
-               territories_bp, assets_bp, field_bp):
+               territories_bp, assets_bp, field_bp, team_bp):
         app.register_blueprint(bp)
     import crm.contracts.api  # noqa: F401  registers its endpoints on the API blueprint
     import territories.api  # noqa: F401

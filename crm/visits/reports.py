@@ -22,7 +22,7 @@ from crm.visits import rules
 from crm.visits.models import DoorUnlock, Visit
 from territories.models import Building, Territory
 
-LOCKS_LIMIT = 200
+LOCKS_LIMIT = 50
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -113,10 +113,13 @@ def _locking_now():
     return and_(Visit.outcome.in_(rules.LOCKING), ~newer, ~lifted)
 
 
-def locked_doors(territory_ids, limit: int = LOCKS_LIMIT) -> tuple[list[Visit], int]:
-    """The locking visits of the doors locked now in these territories (latest first), and how many there are."""
-    where = and_(_locking_now(), Visit.building_id.in_(select(Building.id).where(
-        Building.territory_id.in_(territory_ids))))
+def locked_doors(territory_ids, address: str = "", limit: int = LOCKS_LIMIT) -> tuple[list[Visit], int]:
+    """The locking visits of the doors locked now in these territories (latest first; the address
+    containing ``address`` when given), and how many there are."""
+    buildings = select(Building.id).where(Building.territory_id.in_(territory_ids))
+    if address:
+        buildings = buildings.where(Building.address.icontains(address, autoescape=True))
+    where = and_(_locking_now(), Visit.building_id.in_(buildings))
     total = db.session.scalar(select(func.count()).select_from(Visit).where(where))
     visits = list(db.session.scalars(
         select(Visit).options(joinedload(Visit.agent), joinedload(Visit.building)).where(where)
