@@ -725,3 +725,39 @@ def test_the_database_refuses_changes_to_visits_and_unlocks(field):
     assert [(v.flat, v.outcome) for v in visits_of(field.app)] == [(3, "do_not_knock"), (4, "not_home")]
     with field.app.app_context():
         assert db.session.scalars(select(DoorUnlock.reason)).all() == ["ошибка"]
+
+
+# ---------------------------------------------------------------- the agent's day: revisits, leads, offer
+
+def test_the_day_lists_revisits_leads_and_what_is_on_offer(field):
+    """Callbacks come back by due time, then not_home doors with the time of day they were tried;
+    a door answered later leaves the list; a lead leaves it when the flat is signed."""
+    from tests.money import RATES
+
+    w1 = field.b["w1"]
+    phone = Phone(field.app, "agent1")
+    hour = timedelta(hours=1)
+    results = phone.sync(
+        visit(w1, 1, "not_home", at=START - hour),                                   # 13:00 in Yekaterinburg
+        visit(w1, 2, "callback", at=START - 2 * hour, callback_at=iso(START + timedelta(days=1))),
+        visit(w1, 4, "callback", at=START - 3 * hour, callback_at=iso(START + 2 * hour)),
+        visit(w1, 6, "not_home", at=START - 6 * hour),                               # 08:00: tried in the morning
+        visit(w1, 6, "refused", at=START - 5 * hour),                                # then answered: not a revisit
+        visit(w1, 3, "not_home", at=START - 6 * hour),                               # 08:00, still not home
+        visit(w1, 8, "lead", at=START - hour, phone="+7 912 000-00-08", note="после шести"),
+        visit(w1, 9, "lead", at=START - 4 * hour, phone="+79120000009"),
+        contract(w1, 9, at=START - hour),
+    )
+    assert statuses(results) == ["created"] * 9
+    day = phone.get("/api/v1/me/zones").get_json()
+    assert [(r["flat"], r["outcome"]) for r in day["revisits"]] == [
+        (4, "callback"), (2, "callback"), (3, "not_home"), (1, "not_home")]
+    tried = {r["flat"]: r["tried"] for r in day["revisits"] if r["outcome"] == "not_home"}
+    assert tried == {3: "morning", 1: "day"}
+    assert [(lead["flat"], lead["phone"], lead["note"]) for lead in day["leads"]] == [(8, "+79120000008", "после шести")]
+    offer = day["offer"]
+    assert {t["code"]: t["commission"] for t in offer["tariffs"]} == RATES["agent"]["tariffs"]
+    assert {a["code"]: a["commission"] for a in offer["addons"]} == RATES["agent"]["addons"]
+    # another agent's doors are not on agent1's lists
+    assert statuses(Phone(field.app, "agent2").sync(visit(field.b["east"], 1, "not_home"))) == ["created"]
+    assert all(r["building_id"] == w1 for r in phone.get("/api/v1/me/zones").get_json()["revisits"])
