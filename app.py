@@ -117,11 +117,9 @@ def register_errorhandlers(app: Flask) -> None:
 
 def connect_signals() -> None:
     """Features react to each other through ``crm.signals`` (blinker keeps one connection per receiver)."""
-    from crm.visits.services import register as register_visits
     from territories.hooks import connect
 
     connect()
-    register_visits()
 
 
 def register_hooks(app: Flask) -> None:

@@ -35,6 +35,13 @@ ENTRY_KINDS = {
 }
 
 BUCKETS = {"pending": _l("pending"), "payable": _l("payable")}
+OUTCOME_NAMES = {
+    "not_home": _l("not home"), "refused": _l("refused"), "not_interested": _l("not interested"),
+    "callback": _l("call back"), "lead": _l("lead"), "signed": _l("signed"),
+    "already_subscriber": _l("already a subscriber"), "competitor": _l("competitor"),
+    "no_access": _l("no access"), "do_not_knock": _l("do not knock"),
+}
+GPS_COLOURS = {"green": _l("green"), "amber": _l("amber"), "red": _l("red")}
 
 
 def select_locale() -> str:
@@ -79,6 +86,14 @@ def register_template_helpers(app) -> None:
     @app.template_filter("entry_kind")
     def entry_kind(value):
         return ENTRY_KINDS.get(value, value)
+
+    @app.template_filter("outcome_name")
+    def outcome_name(value):
+        return OUTCOME_NAMES.get(value, value)
+
+    @app.template_filter("gps_colour_name")
+    def gps_colour_name(value):
+        return GPS_COLOURS.get(value, value)
 
     @app.template_filter("bucket_name")
     def bucket_name(value):

@@ -50,24 +50,19 @@ def _existing(external_ids: list[str]) -> dict[str, dict]:
 
 
 def _highest_used_flat(building_ids: list[int]) -> dict[int, int]:
-    """The highest flat number that has a contract (visits join in when they exist)."""
+    """The highest flat number that has a contract or a visit, per building."""
     from crm.contracts.models import Contract
+    from crm.visits.models import Visit
 
     highest: dict[int, int] = {}
     for start in range(0, len(building_ids), CHUNK):
         chunk = building_ids[start:start + CHUNK]
-        for building_id, flat in db.session.execute(
-                select(Contract.building_id, func.max(Contract.flat)).where(Contract.building_id.in_(chunk))
-                .group_by(Contract.building_id)):
-            highest[building_id] = flat
-    for hook in HIGHEST_FLAT_HOOKS:
-        for building_id, flat in hook(building_ids).items():
-            highest[building_id] = max(flat, highest.get(building_id, 0))
+        for model in (Contract, Visit):
+            for building_id, flat in db.session.execute(
+                    select(model.building_id, func.max(model.flat)).where(model.building_id.in_(chunk))
+                    .group_by(model.building_id)):
+                highest[building_id] = max(flat, highest.get(building_id, 0))
     return highest
-
-
-#: Later features (door visits) add a function ``building_ids -> {building_id: highest flat used}``.
-HIGHEST_FLAT_HOOKS: list = []
 
 
 def import_buildings(records: list[BuildingRecord], rejections: list[Rejection], *, source: str) -> ImportResult:

@@ -510,12 +510,7 @@ def parse_buildings_json(obj: Any, *, tz: ZoneInfo) -> tuple[list[BuildingRecord
                 external_id = None
                 external_id = _identifier(props, "external_id", N_("missing external_id"),
                                           N_("external_id must be a string, got %(value)s"))
-            if len(external_id) > MAX_EXTERNAL_ID:
-                raise _Reject(N_("external_id is longer than %(max)s characters"), max=MAX_EXTERNAL_ID)
-            first = seen.get(external_id)
-            if first is not None:
-                raise _Reject(N_("duplicate external_id, first seen at %(first)s"), first=first)
-            seen[external_id] = label
+            _claim(seen, external_id, label)
             # fast path: a well-formed Point with float coordinates in range
             geometry = feature.get("geometry")
             if (type(geometry) is dict and geometry.get("type") == "Point"
@@ -531,6 +526,16 @@ def parse_buildings_json(obj: Any, *, tz: ZoneInfo) -> tuple[list[BuildingRecord
             continue
         records.append(BuildingRecord(index, label, external_id, lat, lon, footprint, fields))
     return records, rejections
+
+
+def _claim(seen: dict, external_id: str, label: str) -> None:
+    """An id may appear once per file: the first occurrence claims it, even if rejected for another reason."""
+    if len(external_id) > MAX_EXTERNAL_ID:
+        raise _Reject(N_("external_id is longer than %(max)s characters"), max=MAX_EXTERNAL_ID)
+    first = seen.get(external_id)
+    if first is not None:
+        raise _Reject(N_("duplicate external_id, first seen at %(first)s"), first=first)
+    seen[external_id] = label
 
 
 def _csv_reader(text: str) -> tuple[Any, list[str]]:
@@ -588,12 +593,7 @@ def _parse_buildings_csv(text: str, tz: ZoneInfo) -> tuple[list[BuildingRecord],
             if extra:
                 raise _Reject(N_("the line has %(count)s values but the header has %(columns)s columns"),
                               count=len(row), columns=width)
-            if len(external_id) > MAX_EXTERNAL_ID:
-                raise _Reject(N_("external_id is longer than %(max)s characters"), max=MAX_EXTERNAL_ID)
-            first = seen.get(external_id)
-            if first is not None:
-                raise _Reject(N_("duplicate external_id, first seen at %(first)s"), first=first)
-            seen[external_id] = label
+            _claim(seen, external_id, label)
             lat, lon, footprint = _csv_location(props)
             fields = _building_fields(props, tz, cache)
         except _Reject as problem:

@@ -36,12 +36,10 @@ MAP_ROLES = (AGENT, SUPERVISOR, SALES_HEAD, FINANCE)
 DEFAULT_CENTRE = (56.8389, 60.6057)
 
 
-def _roles(*roles):
-    if not current_user.is_authenticated:
-        return current_app.login_manager.unauthorized()
+def _roles(*roles) -> None:
+    """Refuse (403) a signed-in user of another role; ``login_required`` already sent the others to sign in."""
     if current_user.role not in roles:
         abort(403)
-    return None
 
 
 def _centre(user) -> tuple[float, float]:
@@ -64,9 +62,7 @@ def _centre(user) -> tuple[float, float]:
 @bp.route("/map")
 @login_required
 def city_map():
-    refused = _roles(*MAP_ROLES)
-    if refused:
-        return refused
+    _roles(*MAP_ROLES)
     user = current_user
     editable = user.role in (SALES_HEAD, SUPERVISOR)
     shell = maps.build(current_app.config["TILE_URL"], current_app.config["TILE_ATTRIBUTION"],
@@ -97,9 +93,7 @@ def city_map():
 @bp.route("/territories")
 @login_required
 def index():
-    refused = _roles(SUPERVISOR, SALES_HEAD, FINANCE)
-    if refused:
-        return refused
+    _roles(SUPERVISOR, SALES_HEAD, FINANCE)
     territories = db.session.scalars(services.visible_territories(current_user).order_by(
         Territory.retired_at.is_not(None), Territory.name)).all()
     counts = dict(db.session.execute(select(Building.territory_id, func.count())
@@ -125,9 +119,7 @@ class SupervisorForm(FlaskForm):
 @bp.route("/territories/<int:territory_id>", methods=["GET", "POST"])
 @login_required
 def show(territory_id: int):
-    refused = _roles(SUPERVISOR, SALES_HEAD, FINANCE)
-    if refused:
-        return refused
+    _roles(SUPERVISOR, SALES_HEAD, FINANCE)
     territory = services.get_territory(current_user, territory_id)
     sup_form = None
     if services.may_edit_territory(current_user, territory) and territory.active:
@@ -177,9 +169,7 @@ def show(territory_id: int):
 @bp.route("/zones/<int:zone_id>/assign", methods=["POST"])
 @login_required
 def assign(zone_id: int):
-    refused = _roles(SUPERVISOR, SALES_HEAD)
-    if refused:
-        return refused
+    _roles(SUPERVISOR, SALES_HEAD)
     zone = services.get_zone(current_user, zone_id)
     form = AssignForm(prefix="assign")
     form.agent_id.choices = choices([(u.id, u.name) for u in db.session.scalars(
@@ -203,9 +193,7 @@ def assign(zone_id: int):
 @bp.route("/zones/<int:zone_id>/release", methods=["POST"])
 @login_required
 def release(zone_id: int):
-    refused = _roles(SUPERVISOR, SALES_HEAD)
-    if refused:
-        return refused
+    _roles(SUPERVISOR, SALES_HEAD)
     zone = services.get_zone(current_user, zone_id)
     if not services.may_edit_zones_of(current_user, zone.territory):
         abort(403)
@@ -223,9 +211,7 @@ class UploadForm(FlaskForm):
 @bp.route("/buildings/import", methods=["GET", "POST"])
 @login_required
 def upload():
-    refused = _roles(SALES_HEAD)
-    if refused:
-        return refused
+    _roles(SALES_HEAD)
     form = UploadForm()
     result = None
     if form.validate_on_submit():

@@ -237,7 +237,7 @@ def _shape_or_refuse(raw):
     try:
         return geometry.parse_polygon(raw)
     except geometry.GeometryError as exc:
-        raise DomainError("invalid_geometry", _l(exc.message, **exc.params), {"geometry": _l(exc.message, **exc.params)})
+        raise _refuse_geometry(exc)
 
 
 def _refuse_geometry(exc: geometry.GeometryError):
@@ -252,6 +252,35 @@ def _lock() -> None:
 def _keep_version(polygon, shape_json: str, actor: User | None) -> None:
     db.session.add(PolygonVersion(kind=polygon.kind, polygon_id=polygon.id, version=polygon.version,
                                   geometry=shape_json, recorded_at=clock.now(), actor_id=actor.id if actor else None))
+
+
+def _create(polygon, shape_json: str, actor: User | None) -> None:
+    db.session.add(polygon)
+    db.session.flush()
+    _keep_version(polygon, shape_json, actor)
+    record(f"{polygon.kind}.created", polygon.kind, polygon.id, after=polygon.snapshot() | {"geometry": shape_json})
+
+
+def _update(polygon, shape_json: str, actor: User | None, **fields):
+    """Apply ``fields`` and the shape (a new version only when it moved); audit what changed.
+
+    Returns ``(changed, old shape or None when the shape did not move)``.
+    """
+    before = polygon.snapshot()
+    old_shape = None
+    if shape_json != polygon.geometry:
+        old_shape = _shape(polygon)
+        polygon.geometry = shape_json
+        polygon.version += 1
+        _keep_version(polygon, shape_json, actor)
+    for name, value in fields.items():
+        setattr(polygon, name, value)
+    polygon.updated_at = clock.now()
+    changed = before != polygon.snapshot()  # the snapshot holds the version, so a move counts
+    if changed:
+        record(f"{polygon.kind}.updated", polygon.kind, polygon.id, before=before,
+               after=polygon.snapshot() | ({"geometry": shape_json} if old_shape is not None else {}))
+    return changed, old_shape
 
 
 def _check_supervisor(region: User, supervisor: User | None) -> None:
@@ -297,45 +326,25 @@ def save_territory(actor: User | None, *, name: str, geometry_json, supervisor: 
         raise _refuse_geometry(exc)
 
     shape_json = json.dumps(geometry.to_geojson(shape), separators=(",", ":"))
-    now = clock.now()
+    supervisor_id = supervisor.id if supervisor else None
     if territory is None:
-        territory = Territory(name=name, region_id=region.id, supervisor_id=supervisor.id if supervisor else None,
-                              geometry=shape_json, version=1, created_at=now, updated_at=now)
-        db.session.add(territory)
-        db.session.flush()
-        _keep_version(territory, shape_json, actor)
-        record("territory.created", "territory", territory.id, after=territory.snapshot() | {"geometry": shape_json})
-        old_shape, created, changed = None, True, True
+        now = clock.now()
+        territory = Territory(name=name, region_id=region.id, supervisor_id=supervisor_id, geometry=shape_json,
+                              version=1, created_at=now, updated_at=now)
+        _create(territory, shape_json, actor)
+        created, changed, old_shape, moved_geometry = True, True, None, True
+        handed_over = supervisor_id is not None
     else:
-        before = territory.snapshot()
-        old_shape = _shape(territory)
-        moved_geometry = shape_json != territory.geometry
-        territory.name = name
-        if moved_geometry:
-            territory.geometry = shape_json
-            territory.version += 1
-            _keep_version(territory, shape_json, actor)
         old_supervisor = territory.supervisor_id
-        territory.supervisor_id = supervisor.id if supervisor else None
-        territory.updated_at = now
-        created = False
-        changed = before != territory.snapshot() or moved_geometry
-        if changed:
-            record("territory.updated", "territory", territory.id, before=before,
-                   after=territory.snapshot() | ({"geometry": shape_json} if moved_geometry else {}))
-        if territory.supervisor_id != old_supervisor:
+        changed, old_shape = _update(territory, shape_json, actor, name=name, supervisor_id=supervisor_id)
+        created, moved_geometry = False, old_shape is not None
+        handed_over = supervisor_id != old_supervisor
+        if handed_over:
             _end_foreign_assignments(territory)
-            if territory.supervisor_id:
-                notify(territory.supervisor_id, "territory_assigned", {"territory": territory.name},
-                       link=f"/territories/{territory.id}")
-        if not moved_geometry:
-            db.session.flush()
-            return PolygonChange(territory, created, changed)
-    if created and territory.supervisor_id:
-        notify(territory.supervisor_id, "territory_assigned", {"territory": territory.name},
-               link=f"/territories/{territory.id}")
+    if handed_over and supervisor_id:
+        notify(supervisor_id, "territory_assigned", {"territory": territory.name}, link=f"/territories/{territory.id}")
     db.session.flush()
-    moved = recompute_membership(_bounds(shape, old_shape))
+    moved = recompute_membership(_bounds(shape, old_shape)) if moved_geometry else []
     notify_arrivals(moved)
     return PolygonChange(territory, created, changed, moved)
 
@@ -388,31 +397,15 @@ def save_zone(actor: User | None, *, name: str, geometry_json, territory: Territ
         raise _refuse_geometry(exc)
 
     shape_json = json.dumps(geometry.to_geojson(shape), separators=(",", ":"))
-    now = clock.now()
-    old_shape = None
     if zone is None:
+        now = clock.now()
         zone = Zone(name=name, territory_id=territory.id, geometry=shape_json, version=1, created_at=now,
                     updated_at=now)
-        db.session.add(zone)
-        db.session.flush()
-        _keep_version(zone, shape_json, actor)
-        record("zone.created", "zone", zone.id, after=zone.snapshot() | {"geometry": shape_json})
-        created, changed, moved_geometry = True, True, True
+        _create(zone, shape_json, actor)
+        created, changed, old_shape, moved_geometry = True, True, None, True
     else:
-        before = zone.snapshot()
-        moved_geometry = shape_json != zone.geometry
-        if moved_geometry:
-            old_shape = _shape(zone)
-            zone.geometry = shape_json
-            zone.version += 1
-            _keep_version(zone, shape_json, actor)
-        zone.name = name
-        zone.updated_at = now
-        created = False
-        changed = before != zone.snapshot()
-        if changed:
-            record("zone.updated", "zone", zone.id, before=before,
-                   after=zone.snapshot() | ({"geometry": shape_json} if moved_geometry else {}))
+        changed, old_shape = _update(zone, shape_json, actor, name=name)
+        created, moved_geometry = False, old_shape is not None
     if agent is not None:
         assign_zone(actor, zone, agent, valid_from=valid_from, valid_to=valid_to)
     db.session.flush()

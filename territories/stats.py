@@ -4,45 +4,40 @@
 active contract (or ``already_subscriber``) ÷ apartments; a building is ``new`` with
 no visited flat, ``done`` when every flat has a final outcome, else ``in_work``.
 
-Door visits arrive with the phone day (a later feature): until then a flat counts as
-visited and final when it has a contract, which is signed at the door. The visit
-feature adds its counts through :data:`FLAT_SOURCES`.
+A flat counts once whichever records speak of it (its visits, its contracts): a signed
+door is final and penetrated while its contract is active.
 """
 from __future__ import annotations
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import case, func, select, union_all
 
 from crm.contracts.models import Contract
 from crm.extensions import db
+from crm.visits import rules
+from crm.visits.models import Visit
 from territories.models import Building
 
 STATUS_CODES = {"new": 0, "in_work": 1, "done": 2}
 STATUS_NAMES = list(STATUS_CODES)
 
-#: Each source is ``fn(building_filter) -> iterable of (building_id, zone_id, visited, final, penetrated)``
-#: counted per building; ``building_filter`` is a SQLAlchemy clause on ``Building``.
-FLAT_SOURCES: list = []
-
-
-def _contract_counts(building_filter):
-    active = Contract.status != "cancelled"
-    query = (select(Contract.building_id, Building.zone_id,
-                    func.count(distinct(Contract.flat)),
-                    func.count(distinct(Contract.flat)).filter(active))
-             .join(Building, Building.id == Contract.building_id)
-             .where(building_filter).group_by(Contract.building_id, Building.zone_id))
-    for building_id, zone_id, touched, active_flats in db.session.execute(query):
-        yield building_id, zone_id, touched, active_flats, active_flats
-
-
 def _per_building(building_filter) -> dict[int, list]:
-    totals: dict[int, list] = {}
-    for source in [_contract_counts, *FLAT_SOURCES]:
-        for building_id, zone_id, visited, final, penetrated in source(building_filter):
-            row = totals.setdefault(building_id, [zone_id, 0, 0, 0])
-            # until door visits arrive there is one source; then each counts flats the other may too
-            row[1], row[2], row[3] = max(row[1], visited), max(row[2], final), max(row[3], penetrated)
-    return totals
+    """building id → [zone id, visited flats, flats with a final outcome, penetrated flats]."""
+    is_final = case((Visit.outcome.in_(rules.FINAL - {"signed"}), 1), else_=0)  # "signed": the contract says
+    is_subscriber = case((Visit.outcome == "already_subscriber", 1), else_=0)
+    active = case((Contract.status != "cancelled", 1), else_=0)
+    flats = union_all(
+        select(Visit.building_id.label("building_id"), Visit.flat.label("flat"), is_final.label("f"),
+               is_subscriber.label("p")),
+        select(Contract.building_id, Contract.flat, active, active),
+    ).subquery()
+    per_flat = select(flats.c.building_id, func.max(flats.c.f).label("f"), func.max(flats.c.p).label("p")) \
+        .group_by(flats.c.building_id, flats.c.flat).subquery()
+    query = (select(per_flat.c.building_id, Building.zone_id, func.count(), func.sum(per_flat.c.f),
+                    func.sum(per_flat.c.p))
+             .join(Building, Building.id == per_flat.c.building_id).where(building_filter)
+             .group_by(per_flat.c.building_id, Building.zone_id))
+    return {building_id: [zone_id, visited, int(final or 0), int(penetrated or 0)]
+            for building_id, zone_id, visited, final, penetrated in db.session.execute(query)}
 
 
 def flat_counts(building_filter) -> dict[int, tuple[int, int, int]]:

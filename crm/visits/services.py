@@ -14,7 +14,7 @@ from datetime import datetime
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import case, func, literal, select, union_all
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from crm import clock
@@ -298,46 +298,6 @@ def my_zones(agent: User) -> list[dict]:
             "flats": {str(flat): door for flat, door in sorted(state[b.id].items())}}
             for b in buildings if b.zone_id == zone.id]})
     return out
-
-
-# ---------------------------------------------------------------- figures for maps and imports
-
-def flat_source(building_filter):
-    """Per building: flats visited, flats with a final outcome, penetrated flats (active contract or
-    already_subscriber) — contracts included, so this source's sets contain the contract source's."""
-    # a signed door is final while its contract is active: the contract row says so, not the visit
-    is_final = case((Visit.outcome.in_(rules.FINAL - {"signed"}), 1), else_=0)
-    is_subscriber = case((Visit.outcome == "already_subscriber", 1), else_=0)
-    active = case((Contract.status != "cancelled", 1), else_=0)
-    flats = union_all(
-        select(Visit.building_id.label("building_id"), Visit.flat.label("flat"), literal(1).label("v"),
-               is_final.label("f"), is_subscriber.label("p")),
-        select(Contract.building_id, Contract.flat, literal(1), active, active),
-    ).subquery()
-    per_flat = select(flats.c.building_id, flats.c.flat, func.max(flats.c.f).label("f"),
-                      func.max(flats.c.p).label("p")).group_by(flats.c.building_id, flats.c.flat).subquery()
-    query = (select(per_flat.c.building_id, Building.zone_id, func.count(), func.sum(per_flat.c.f),
-                    func.sum(per_flat.c.p))
-             .join(Building, Building.id == per_flat.c.building_id).where(building_filter)
-             .group_by(per_flat.c.building_id, Building.zone_id))
-    for building_id, zone_id, visited, final, penetrated in db.session.execute(query):
-        yield building_id, zone_id, visited, int(final or 0), int(penetrated or 0)
-
-
-def highest_visited_flat(building_ids: list[int]) -> dict[int, int]:
-    return dict(db.session.execute(select(Visit.building_id, func.max(Visit.flat))
-                                   .where(Visit.building_id.in_(building_ids)).group_by(Visit.building_id)).all())
-
-
-def register() -> None:
-    """Visits count in coverage, penetration and status, and protect flats from an import that drops them."""
-    from territories import importer, stats
-
-    if flat_source not in stats.FLAT_SOURCES:
-        stats.FLAT_SOURCES.append(flat_source)
-    if highest_visited_flat not in importer.HIGHEST_FLAT_HOOKS:
-        importer.HIGHEST_FLAT_HOOKS.append(highest_visited_flat)
-
 
 
 # ---------------------------------------------------------------- the agent's day

@@ -32,25 +32,6 @@ bp = Blueprint("team", __name__, url_prefix="/team")
 #: the days a page can show (keeps the day arithmetic and the zone conversion in range)
 EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2999, 12, 31)
 
-OUTCOME_NAMES = {
-    "not_home": _l("not home"), "refused": _l("refused"), "not_interested": _l("not interested"),
-    "callback": _l("call back"), "lead": _l("lead"), "signed": _l("signed"),
-    "already_subscriber": _l("already a subscriber"), "competitor": _l("competitor"),
-    "no_access": _l("no access"), "do_not_knock": _l("do not knock"),
-}
-GPS_COLOURS = {"green": _l("green"), "amber": _l("amber"), "red": _l("red")}
-
-
-@bp.app_template_filter("outcome_name")
-def outcome_name(value):
-    return OUTCOME_NAMES.get(value, value)
-
-
-@bp.app_template_filter("gps_colour_name")
-def gps_colour_name(value):
-    return GPS_COLOURS.get(value, value)
-
-
 @dataclass
 class Team:
     """Whose work the page shows: ``supervisor_ids``; for a sales head the picker and the choice."""
