@@ -74,9 +74,9 @@ def map_buildings():
         parts.append(",".join("[%d,%.5f,%.5f,%d,%d,%d]" % (bid, lat, lon, code(apartments, lookup(bid)), zone or 0,
                                                           territory or 0)
                               for bid, lat, lon, apartments, zone, territory in chunk))
-    head = json.dumps({"fields": ["id", "lat", "lon", "status", "zone", "territory"],
-                       "statuses": list(stats.STATUS_CODES)}, separators=(",", ":"))[:-1]
-    body = head + ',"rows":[' + ",".join(p for p in parts if p) + "]}"
+    body = '{"fields":%s,"statuses":%s,"rows":[%s]}' % (
+        json.dumps(["id", "lat", "lon", "status", "zone", "territory"]), json.dumps(stats.STATUS_NAMES),
+        ",".join(p for p in parts if p))
     return current_app.response_class(body, mimetype="application/json")
 
 
