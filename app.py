@@ -81,6 +81,7 @@ def register_blueprints(app: Flask) -> None:
     from crm.auth.routes import bp as auth_bp
     from crm.catalogue.routes import bp as catalogue_bp
     from crm.contracts.routes import bp as contracts_bp
+    from crm.finance.routes import bp as finance_bp
     from crm.ledger.routes import bp as ledger_bp
     from crm.main.routes import bp as main_bp
     from crm.users.routes import bp as users_bp
@@ -90,7 +91,7 @@ def register_blueprints(app: Flask) -> None:
     from territories.routes import bp as territories_bp
 
     for bp in (main_bp, auth_bp, users_bp, audit_bp, apikeys_bp, catalogue_bp, ledger_bp, contracts_bp,
-               territories_bp, assets_bp, field_bp, team_bp):
+               territories_bp, assets_bp, field_bp, team_bp, finance_bp):
         app.register_blueprint(bp)
     import crm.contracts.api  # noqa: F401  registers its endpoints on the API blueprint
     import territories.api  # noqa: F401
@@ -102,10 +103,12 @@ def register_blueprints(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from crm.cli import crm_cli, ledger_cli
+    from crm.finance.cli import finance_cli
     from territories.cli import territories_cli
 
     app.cli.add_command(crm_cli)
     app.cli.add_command(ledger_cli)
+    app.cli.add_command(finance_cli)
     app.cli.add_command(territories_cli)
 
 

@@ -8,3 +8,4 @@ from crm.contracts.models import Contract, ContractAddon, ContractEvent  # noqa:
 from crm.ledger.models import LedgerEntry, RateAmount, RateTier, RateVersion  # noqa: F401
 from territories.models import Building, Notification, PolygonVersion, Territory, Zone, ZoneAssignment  # noqa: F401
 from crm.visits.models import DoorUnlock, Visit  # noqa: F401
+from crm.finance.models import Adjustment, Dispute, DisputeMessage, Payout, PeriodClose, PeriodSnapshot  # noqa: F401

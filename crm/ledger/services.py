@@ -30,13 +30,28 @@ def month_of(at: datetime) -> str:
     return at.astimezone(company_tz()).strftime("%Y-%m")
 
 
+def last_closed_period() -> str | None:
+    from crm.finance.models import PeriodClose
+
+    return db.session.scalar(select(func.max(PeriodClose.period)))
+
+
+def next_month(period: str) -> str:
+    year, month = int(period[:4]), int(period[5:7])
+    return f"{year + month // 12}-{month % 12 + 1:02d}"
+
+
 def period_for(at: datetime) -> tuple[str, str | None]:
     """(period, corrects_period) of an entry whose event happened at ``at``.
 
-    Every month is open until finance closes it; periods arrive with finance, and then
-    an entry for a closed month lands in the earliest open one and names the one it corrects.
+    The month of ``at`` if it is open; otherwise the earliest open month, naming the
+    closed one it corrects. Callers hold the chain lock, so no close slips in between.
     """
-    return month_of(at), None
+    month = month_of(at)
+    closed = last_closed_period()
+    if closed is None or month > closed:
+        return month, None
+    return next_month(closed), month
 
 
 def parse_local_datetime(value: str) -> datetime:
@@ -155,26 +170,32 @@ def add_rate_version(actor, doc: dict) -> RateVersion:
 
 def write_entries(specs: list[commission.EntrySpec], *, contract_id: int | None, rate_version_id: int | None,
                   at: datetime, reason: str | None = None, actor: Actor | None = None,
-                  positions: dict[str, int] | None = None) -> list[LedgerEntry]:
+                  positions: dict[str, int] | None = None, corrects_period: str | None = None,
+                  ref_position: int | None = None) -> list[LedgerEntry]:
     """Append entries to the chain (an idempotent replay returns the stored ones).
 
-    ``positions`` maps the idempotency keys of entries the specs refer to onto their positions.
+    ``positions`` maps the idempotency keys of entries the specs refer to onto their positions;
+    ``ref_position`` is the entry a manual adjustment corrects, and ``corrects_period`` the
+    (closed) period it belongs to.
     """
     actor = actor or current_actor()
+    chain.lock_chains(db.session)  # before reading the periods: a close cannot slip in between
     period, corrects = period_for(at)
+    if corrects is None and corrects_period is not None and corrects_period < period:
+        corrects = corrects_period
     written = []
     for spec in specs:
-        ref_position = None
+        ref = ref_position
         if spec.ref_key:
-            ref_position = (positions or {}).get(spec.ref_key)
-            if ref_position is None:
-                ref_position = db.session.scalar(
+            ref = (positions or {}).get(spec.ref_key)
+            if ref is None:
+                ref = db.session.scalar(
                     select(LedgerEntry.position).where(LedgerEntry.idempotency_key == spec.ref_key))
         entry = LedgerEntry(
             idempotency_key=spec.key, kind=spec.kind, bucket=spec.bucket, beneficiary_id=spec.beneficiary_id,
             contract_id=contract_id, rate_version_id=rate_version_id, amount=spec.amount, at=clock.ensure_utc(at),
             recorded_at=clock.now(), period=period, corrects_period=corrects, actor_id=actor.user_id,
-            actor_label=actor.label[:120], reason=reason, ref_position=ref_position)
+            actor_label=actor.label[:120], reason=reason, ref_position=ref)
         written.append(chain.append(db.session, entry))
     return written
 
