@@ -114,9 +114,10 @@ def seed_money(now: datetime) -> None:
     start = (now - timedelta(days=120)).replace(hour=0, minute=0, second=0, microsecond=0)
     second = (now - timedelta(days=45)).replace(hour=0, minute=0, second=0, microsecond=0)
     upcoming = (now.replace(day=1, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=32)).replace(day=1)
+    # a dozen agents activate a handful of contracts a month each: the demo's tiers are sized for that
     timeline = [
-        (start - timedelta(days=3), "rates", _rates(start, 1.0, "10", 60, [(30, 10000), (50, 15000)])),
-        (second - timedelta(days=5), "rates", _rates(second, 1.1, "10", 60, [(25, 10000), (45, 15000)])),
+        (start - timedelta(days=3), "rates", _rates(start, 1.0, "10", 60, [(4, 5000), (8, 10000)])),
+        (second - timedelta(days=5), "rates", _rates(second, 1.1, "10", 60, [(5, 6000), (9, 12000)])),
     ]
     agents = list(db.session.scalars(select(User).where(User.role == "agent").order_by(User.login)))
     buildings = list(db.session.scalars(select(Building).where(Building.external_id.like("demo-%"))
@@ -156,8 +157,9 @@ def seed_money(now: datetime) -> None:
             if t > now - timedelta(minutes=10):
                 break
             timeline.append((t, "event", (deal, step, t)))
-    timeline.append((now, "rates", _rates(upcoming, 1.15, "12.5", 45, [(25, 12000), (45, 17000)])))
-    timeline.sort(key=lambda item: item[0])
+    timeline.append((now, "rates", _rates(upcoming, 1.15, "12.5", 45, [(5, 8000), (10, 15000)])))
+    timeline += _finance_timeline(start, now)
+    timeline.sort(key=lambda item: item[0])  # stable: a close stays before its payout
 
     reasons = ["переезд", "передумал", "нашёл дешевле у конкурента", "не устроило время подключения",
                "дом не готов к подключению"]
@@ -166,6 +168,10 @@ def seed_money(now: datetime) -> None:
         if kind == "rates":
             with _clock_at(when):
                 ledger.add_rate_version(None, payload)
+            continue
+        if kind in FINANCE_STEPS:
+            with _clock_at(when):
+                FINANCE_STEPS[kind](payload)
             continue
         if kind == "sign":
             with _clock_at(when):
@@ -185,6 +191,114 @@ def seed_money(now: datetime) -> None:
             contracts.apply_event(contract, event=step, at=at, event_key=f"demo:{seq}",
                                   reason=rng.choice(reasons) if step == "cancelled" else None)
     db.session.flush()
+
+
+def _finance_timeline(start: datetime, now: datetime) -> list:
+    """Every finished month closed (3rd of the next month, or just now for the last one) and
+    paid two days later; an approved and a rejected adjustment last month; an open dispute."""
+    from crm.clock import company_zone
+    from crm.finance import core
+
+    zone = company_zone()
+    items = []
+    month = core.period_of(start, zone)
+    while core.bounds(month, zone)[1] <= now:
+        end = core.bounds(month, zone)[1]
+        closed_at = min(end + timedelta(days=2, hours=10), max(end + timedelta(minutes=1), now - timedelta(minutes=30)),
+                        now)
+        items.append((closed_at, "close", month))
+        items.append((min(closed_at + timedelta(days=2), now), "payout", month))
+        month = core.next_period(month)
+    last = core.previous_period(core.period_of(now, zone))
+    first_day = core.bounds(last, zone)[0]
+    items += [
+        (first_day + timedelta(days=17, hours=6), "propose",
+         ("sup1", "agent1", 150000, "Кв. 57 подписана на бумаге, телефон был без сети — договора нет в системе")),
+        (first_day + timedelta(days=18, hours=5), "decide", ("fin2", 0, "approve", None)),
+        (first_day + timedelta(days=23, hours=7), "propose",
+         ("sup2", "agent6", 80000, "Доплата за двойной обход дома")),
+        (first_day + timedelta(days=24, hours=4), "decide",
+         ("fin1", 1, "reject", "Такой доплаты нет в ставках: бонусы считаются по порогам месяца")),
+        (now - timedelta(hours=3), "propose",
+         ("sup3", "agent9", 50000, "Повторный выезд монтажника списан с агента по ошибке: адрес был верный")),
+        (now - timedelta(days=1), "dispute",
+         ("agent2", "Я подписала кв. 12 позавчера вечером, а в «Моих деньгах» её нет. Номер договора не успела записать.")),
+        (now - timedelta(hours=20), "reply", ("sup1", "Проверяю с монтажниками, отвечу до вечера.")),
+    ]
+    return items
+
+
+@contextmanager
+def _acting(login: str):
+    """Act as a demo person (their name goes into the ledger and the audit log)."""
+    from flask import g
+
+    from crm.actors import Actor
+
+    user = users.find_by_login(login)
+    saved = g.get("doorstep_actor")
+    g.doorstep_actor = Actor(user.id, user.login)
+    try:
+        yield user
+    finally:
+        g.doorstep_actor = saved
+
+
+def _close(month):
+    from crm.finance import services
+
+    with _acting("fin1") as user:
+        services.close_period(user, month)
+
+
+def _payout(month):
+    from crm.finance import services
+
+    with _acting("fin1") as user:
+        services.record_payout(user, month)
+
+
+def _propose(args):
+    from crm.finance import services
+
+    author, beneficiary, amount, reason = args
+    with _acting(author) as user:
+        services.propose_adjustment(user, beneficiary=users.find_by_login(beneficiary), amount=amount, reason=reason)
+
+
+def _decide(args):
+    from crm.finance import services
+    from crm.finance.models import Adjustment
+
+    decider, index, decision, reason = args  # index: the demo's n-th proposal
+    adjustment = db.session.scalars(select(Adjustment).order_by(Adjustment.id).offset(index).limit(1)).one()
+    with _acting(decider) as user:
+        if decision == "approve":
+            services.approve_adjustment(user, adjustment)
+        else:
+            services.reject_adjustment(user, adjustment, reason)
+
+
+def _dispute(args):
+    from crm.finance import services
+
+    login, text = args
+    with _acting(login) as user:
+        services.open_dispute(user, text=text)
+
+
+def _reply(args):
+    from crm.finance import services
+    from crm.finance.models import Dispute
+
+    login, text = args
+    dispute = db.session.scalars(select(Dispute).order_by(Dispute.id.desc())).first()
+    with _acting(login) as user:
+        services.post_message(user, dispute, text)
+
+
+FINANCE_STEPS = {"close": _close, "payout": _payout, "propose": _propose, "decide": _decide, "dispute": _dispute,
+                 "reply": _reply}
 
 
 DEMO_VISITS = 2000
@@ -272,6 +386,7 @@ def seed() -> dict[str, int]:
     """Create whatever part of the demo is missing; return what the demo holds."""
     from crm.catalogue.models import Tariff
     from crm.contracts.models import Contract
+    from crm.finance.models import PeriodClose
     from crm.ledger.models import LedgerEntry, RateVersion
     from crm.visits.models import Visit
     from territories.models import Building, Territory, Zone
@@ -289,4 +404,4 @@ def seed() -> dict[str, int]:
     return {"users": count(User), "buildings": count(Building), "territories": count(Territory),
             "zones": count(Zone), "tariffs": count(Tariff),
             "rate versions": count(RateVersion), "contracts": count(Contract), "ledger entries": count(LedgerEntry),
-            "visits": count(Visit)}
+            "visits": count(Visit), "closed periods": count(PeriodClose)}

@@ -368,7 +368,7 @@ def test_disputes_are_seen_by_the_agent_their_chain_of_command_and_finance_only(
 # --- the whole month: export = independent computation, payouts, carried debts ------------
 
 
-def test_export_equals_an_independent_computation_and_payouts_carry_debts(world, clock):
+def test_export_equals_an_independent_computation_and_payouts_carry_debts(world, clock, tmp_path):
     x_net100, x_combo = AMOUNT["net100"], AMOUNT["net300"] + AMOUNT["tv"]
     clock.set(nov(20))
     c1 = sign(world, clock, agent="agent1", flat=1)
@@ -405,7 +405,7 @@ def test_export_equals_an_independent_computation_and_payouts_carry_debts(world,
     assert code == 0 and out.startswith("closed 2026-11: 5 beneficiaries, head ")
     head = out.strip().rsplit(" ", 1)[1]
 
-    csv_path, xlsx_path = f"{world.instance_path}/nov.csv", f"{world.instance_path}/nov.xlsx"
+    csv_path, xlsx_path = str(tmp_path / "nov.csv"), str(tmp_path / "nov.xlsx")
     assert run(world, "finance", "export", "--period", "2026-11", "--format", "csv", "--out", csv_path) == \
         (0, f"exported 2026-11 to {csv_path}\n")
     assert run(world, "finance", "export", "--period", "2026-11", "--format", "xlsx", "--out", xlsx_path)[0] == 0
