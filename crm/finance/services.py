@@ -394,8 +394,9 @@ def _adjustment_snapshot(a: Adjustment) -> dict:
 
 def _decidable(actor: User | None, adjustment: Adjustment) -> None:
     if adjustment.status != "proposed":
-        raise DomainError("decided", _l("This adjustment was already %(status)s.", status=adjustment.status),
-                          {"status": adjustment.status})
+        message = (_l("This adjustment was already approved.") if adjustment.status == "approved"
+                   else _l("This adjustment was already rejected."))
+        raise DomainError("decided", message, {"status": message})
     _require_finance(actor, _l("Only finance decides adjustments."))
     if actor is not None and actor.id == adjustment.author_id:
         raise Forbidden("own_proposal", _l("Four eyes: you proposed this adjustment, another finance user decides it."))
