@@ -81,6 +81,7 @@ def register_blueprints(app: Flask) -> None:
     from crm.auth.routes import bp as auth_bp
     from crm.catalogue.routes import bp as catalogue_bp
     from crm.contracts.routes import bp as contracts_bp
+    from crm.dashboards.routes import bp as dashboards_bp
     from crm.finance.routes import bp as finance_bp
     from crm.ledger.routes import bp as ledger_bp
     from crm.main.routes import bp as main_bp
@@ -91,7 +92,7 @@ def register_blueprints(app: Flask) -> None:
     from territories.routes import bp as territories_bp
 
     for bp in (main_bp, auth_bp, users_bp, audit_bp, apikeys_bp, catalogue_bp, ledger_bp, contracts_bp,
-               territories_bp, assets_bp, field_bp, team_bp, finance_bp):
+               territories_bp, assets_bp, field_bp, team_bp, finance_bp, dashboards_bp):
         app.register_blueprint(bp)
     import crm.contracts.api  # noqa: F401  registers its endpoints on the API blueprint
     import territories.api  # noqa: F401

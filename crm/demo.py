@@ -359,6 +359,29 @@ def seed_visits(now: datetime) -> None:
     db.session.flush()
 
 
+def seed_plans(now: datetime) -> None:
+    """The sales head's plans for last month and this one (teams and agents)."""
+    from crm.clock import company_zone
+    from crm.dashboards import services as plans
+    from crm.dashboards.models import Plan
+    from crm.finance import core
+
+    if db.session.scalar(select(func.count()).select_from(Plan)):
+        return
+    rng = random.Random(7)
+    this = core.period_of(now, company_zone())
+    with _acting("head") as head:
+        for period in (core.previous_period(this), this):
+            for user in plans.planned_people(head):
+                if user.role == "agent":
+                    contracts = rng.choice([7, 8, 9, 10])
+                    plans.set_plan(head, user=user, period=period, contracts=contracts,
+                                   activations=contracts - rng.choice([2, 3]))
+                else:
+                    plans.set_plan(head, user=user, period=period, contracts=32, activations=22)
+    db.session.flush()
+
+
 def _near(rng: random.Random, building) -> tuple:
     """A phone fix near the building: mostly good, sometimes poor, sometimes none (flags)."""
     roll = rng.random()
@@ -397,6 +420,7 @@ def seed() -> dict[str, int]:
     db.session.flush()
     seed_visits(get_clock().now())
     db.session.flush()
+    seed_plans(get_clock().now())
 
     def count(model):
         return db.session.scalar(select(func.count()).select_from(model))

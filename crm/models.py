@@ -9,3 +9,4 @@ from crm.ledger.models import LedgerEntry, RateAmount, RateTier, RateVersion  # 
 from territories.models import Building, Notification, PolygonVersion, Territory, Zone, ZoneAssignment  # noqa: F401
 from crm.visits.models import DoorUnlock, Visit  # noqa: F401
 from crm.finance.models import Adjustment, Dispute, DisputeMessage, Payout, PeriodClose, PeriodSnapshot  # noqa: F401
+from crm.dashboards.models import Plan  # noqa: F401

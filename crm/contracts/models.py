@@ -24,6 +24,9 @@ class Contract(db.Model):
         Index("ix_contracts_agent_id", "agent_id"),
         Index("ix_contracts_supervisor_id", "supervisor_id"),
         Index("ix_contracts_status", "status"),
+        # the dashboards count a month's signings and activations
+        Index("ix_contracts_at", "at"),
+        Index("ix_contracts_activated_at", "activated_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
