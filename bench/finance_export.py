@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import os
 import subprocess
 import sys
@@ -120,7 +121,9 @@ def period_rows(n: int, agents: list, logins: dict, rate_version_id: int, seed: 
     activation (release + earned per accrual), void (per accrual), clawback (per earned). Agents
     sign in turn (a fresh shuffle every round); about 18 % of the entries are accruals, so with
     n ≥ ~5.6 × agents (25,000 for 4,500) every agent and supervisor has entries.
-    ``out`` receives the final head and the count of each kind."""
+    Exactly ``n`` rows: no activation (4 rows) when fewer than 4 are left, and the caller cuts an
+    odd ``n`` (itertools.islice). ``out["state"]`` holds the head so far, ``out["kinds"]`` the
+    count of each kind."""
     from crm.chain import ZERO_HASH, canonical, link_hash
     from crm.finance import core
     from crm.ledger import commission
@@ -133,6 +136,7 @@ def period_rows(n: int, agents: list, logins: dict, rate_version_id: int, seed: 
     span = end - start
     state = {"position": 0, "prev": ZERO_HASH, "contracts": 0}
     kinds: dict[str, int] = {}
+    out["state"], out["kinds"] = state, kinds
     signed, activated = [], []  # (number, [(beneficiary, amount, ref_position)])
     turn: list = []
 
@@ -172,7 +176,7 @@ def period_rows(n: int, agents: list, logins: dict, rate_version_id: int, seed: 
                 yield row(f"{kind}:{number}:{b}", kind, "pending", b, amt, at, recorded, (agent, logins[agent]))
                 refs.append((b, amt, state["position"]))
             signed.append((number, refs))
-        elif r < 0.84:  # activation (billing): release + earned per accrual
+        elif r < 0.84 and n - state["position"] >= 4:  # activation (billing): release + earned per accrual
             number, refs = signed.pop(rng.randrange(len(signed)) if rng.random() < 0.3 else 0)
             earned = []
             for b, amt, ref in refs:
@@ -180,20 +184,18 @@ def period_rows(n: int, agents: list, logins: dict, rate_version_id: int, seed: 
                 yield row(f"earned:{number}:{b}", "earned", "payable", b, amt, at, recorded, billing, ref=ref)
                 earned.append((b, amt, state["position"]))
             activated.append((number, earned))
-        elif r < 0.94:  # cancelled before activation: void per accrual
+        elif r < 0.94 or not activated:  # cancelled before activation: void per accrual
             number, refs = signed.pop(rng.randrange(len(signed)))
             reason = rng.choice(REASONS)
             for b, amt, ref in refs:
                 yield row(f"void:{number}:{b}", "void", "pending", b, -amt, at, recorded, billing, reason, ref)
-        elif activated:  # cancelled inside the clawback window: clawback per earned
+        else:  # cancelled inside the clawback window: clawback per earned
             number, refs = activated.pop(rng.randrange(len(activated)))
             reason = rng.choice(REASONS)
             for b, amt, ref in refs:
                 yield row(f"clawback:{number}:{b}", "clawback", "payable", b, -amt, at, recorded, billing, reason, ref)
         if len(activated) > 20000:
             activated.pop(0)
-    out["head"] = (state["position"], state["prev"])
-    out["kinds"] = kinds
 
 
 # --- measuring -----------------------------------------------------------------------
@@ -385,7 +387,8 @@ def main(argv=None) -> int:
         setup = time.perf_counter() - t
         built: dict = {}
         logins = {uid: p[0] for uid, p in people.items()}
-        rows = period_rows(args.entries, agents, logins, facts["rate_version_id"], args.seed, args.db, built)
+        rows = itertools.islice(period_rows(args.entries, agents, logins, facts["rate_version_id"], args.seed, args.db,
+                                            built), args.entries)
         build = ledger_verify.fill_ledger(dbs, url, rows, args.entries)
         if args.db == "sqlite":
             size = f"database file {os.path.getsize(url[len('sqlite:///'):]) / 2**20:,.0f} MiB"
@@ -399,7 +402,9 @@ def main(argv=None) -> int:
         print(f"build: {args.entries:,} entries in {build:.1f} s ({common.rate(args.entries, build)} rows/s, raw "
               f"executemany, one transaction, contract_id NULL); {size}; world set-up {setup:.1f} s")
         print(f"  kinds: {kinds}")
-        built_head = f"{built['head'][0]}:{built['head'][1]}"
+        built_head = f"{built['state']['position']}:{built['state']['prev']}"
+        if built["state"]["position"] != args.entries:
+            problems.append(f"built {built['state']['position']} entries, not {args.entries}")
 
         print("close (subprocess, real clock):")
         base_close = run_cli(url, ["finance", "close", "--period", current])
