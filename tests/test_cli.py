@@ -21,7 +21,7 @@ def test_seed_demo_builds_the_demo_once(app, runner):
     first = runner.invoke(args=["crm", "seed-demo"])
     assert first.exit_code == 0, first.output
     match = re.fullmatch(r"demo ready: 19 users, (\d+) buildings, 3 territories, 12 zones, 7 tariffs, 3 rate versions, (\d+) contracts, "
-                         r"(\d+) ledger entries, (\d+) visits\n", first.output)
+                         r"(\d+) ledger entries, (\d+) visits, (\d+) closed periods\n", first.output)
     assert match, first.output
     events = _count(app, AuditEvent)
     second = runner.invoke(args=["crm", "seed-demo"])
@@ -43,7 +43,19 @@ def test_seed_demo_builds_the_demo_once(app, runner):
         future = db.session.scalars(select(RateVersion).where(RateVersion.effective_from > ledger.clock.now())).all()
         assert len(future) == 1
         kinds = set(db.session.scalars(select(LedgerEntry.kind)))
-        assert {"accrual", "override", "release", "earned", "void", "clawback"} <= kinds
+        assert {"accrual", "override", "release", "earned", "void", "clawback", "bonus", "payout",
+                "adjustment"} <= kinds
+        # finance: the previous month closed with bonuses and paid; adjustments approved, rejected and
+        # waiting; an open dispute (PRODUCT.md §5 "Demo"); the test clock stands in November
+        from crm.finance.models import Adjustment, Dispute, Payout, PeriodClose
+
+        closed = db.session.scalars(select(PeriodClose.period).order_by(PeriodClose.period)).all()
+        assert closed[-1] == "2026-10" and len(closed) == int(match.group(5)) >= 2
+        assert db.session.get(Payout, "2026-10").entries > 0
+        assert db.session.scalar(select(func.count()).select_from(LedgerEntry).where(
+            LedgerEntry.kind == "bonus", LedgerEntry.period == "2026-10"))
+        assert sorted(db.session.scalars(select(Adjustment.status))) == ["approved", "proposed", "rejected"]
+        assert db.session.scalars(select(Dispute.status)).all() == ["open"]
         # a city: thousands of buildings, most zoned, some in each queue; every agent walks a zone
         from territories import services as territories
         from territories.models import Building, ZoneAssignment
