@@ -19,7 +19,8 @@ head's ``/dashboard``, the busiest supervisor's ``/dashboard/team`` and the same
 ``/dashboard/records?figure=contracts``. One warm-up each, then ``--repeat`` interleaved
 rounds; best and median. Target: each page ≤ 1 s on PostgreSQL, ≤ 2 s on SQLite. A page
 that misses it gets every function of ``crm.dashboards.figures`` timed for its scope and
-the EXPLAIN of the slowest statement. Exit 1 if a page answers anything but 200.
+the EXPLAIN of the slowest statement (``--diagnose``: every page). Exit 1 if a page answers
+anything but 200.
 """
 from __future__ import annotations
 
@@ -528,12 +529,13 @@ class SqlLog:
         from sqlalchemy import event
 
         self.on, self.items = False, []
+        key = f"bench_t_{id(self)}"
 
         def before(conn, _cursor, statement, parameters, _context, _many):
-            conn.info["bench_t"] = time.perf_counter()
+            conn.info[key] = time.perf_counter()
 
         def after(conn, _cursor, statement, parameters, _context, _many):
-            t = conn.info.pop("bench_t", None)
+            t = conn.info.pop(key, None)
             if self.on and t is not None:
                 self.items.append((statement, parameters, time.perf_counter() - t))
 
@@ -566,6 +568,24 @@ def timed_pages(pages, repeat: int):
     return out
 
 
+def shorten(statement: str, parameters) -> tuple[str, str]:
+    """The statement on one line with long IN lists collapsed, and its parameters likewise."""
+    import re
+
+    text = " ".join(statement.split())
+    text = re.sub(r"((?:%\((\w+?)_\d+\)s(?:::\w+)?|\?)(?:, (?:%\(\2_\d+\)s(?:::\w+)?|\?)){9,})",
+                  lambda m: f"<{m.group(1).count(',') + 1} values>", text)
+    if isinstance(parameters, dict):
+        expanded = [k for k in parameters if re.search(r"_\d+_\d+$", k)]  # an IN list's values
+        shown = ", ".join(f"{k}={v!r}" for k, v in parameters.items() if k not in expanded)
+        if expanded:
+            shown += f", and {len(expanded)} IN-list values"
+    else:
+        values = list(parameters or ())
+        shown = ", ".join(repr(v) for v in values[:12]) + (f", … ({len(values)} in all)" if len(values) > 12 else "")
+    return text, shown
+
+
 def explain(dialect: str, statement: str, parameters) -> list[str]:
     from crm.extensions import db
 
@@ -588,6 +608,8 @@ def explain(dialect: str, statement: str, parameters) -> list[str]:
 def diagnose(app, dialect: str, label: str, viewer_id: int, period: str, team, agent, members_of, records: bool,
              repeat: int) -> None:
     """Every function of crm.dashboards.figures for the page's scope, timed alone; EXPLAIN of the slowest statement."""
+    import re
+
     from flask_login import login_user
     from sqlalchemy import select
 
@@ -623,30 +645,35 @@ def diagnose(app, dialect: str, label: str, viewer_id: int, period: str, team, a
         print(f"  {label}: each function of crm/dashboards/figures.py alone, {scope_text}, period {period} "
               f"(1 warm-up + {repeat}; ms):")
         print(f"    {'function':<34} {'best':>8} {'median':>8}  statements  slowest statement")
-        slowest = None
+        slowest, statements = None, []
         for name, fn in calls.items():
             fn()
-            db.session.expire_all()
             samples, items = [], []
             for _ in range(repeat):
                 gc.collect()
                 seconds, items, _r = log.capture(fn)
                 samples.append(seconds)
-                db.session.expire_all()
             top = max(items, key=lambda it: it[2]) if items else None
+            statements.extend((it[2], name, it[0]) for it in items)
             print(f"    {name:<34} {min(samples) * 1000:8.1f} {statistics.median(samples) * 1000:8.1f}  "
                   f"{len(items):>10}  {top[2] * 1000 if top else 0:8.1f}")
             if top and (slowest is None or top[2] > slowest[3]):
                 slowest = (name, top[0], top[1], top[2])
+        print("  the slowest statements (their last run):")
+        for seconds, name, statement in sorted(statements, key=lambda x: x[0], reverse=True)[:6]:
+            text, _shown = shorten(statement, ())
+            text = re.sub(r"^WITH RECURSIVE subtree\(id\) AS \(.*?\) SELECT", "WITH RECURSIVE subtree(…) SELECT", text)
+            print(f"    {seconds * 1000:8.1f} ms  {name:<24} {text[:150]}{' …' if len(text) > 150 else ''}")
         if slowest:
             name, statement, parameters, seconds = slowest
             print(f"  slowest statement ({name}, {seconds * 1000:.1f} ms):")
-            print("    " + " ".join(statement.split()))
-            print(f"    parameters: {parameters!r}")
+            text, shown = shorten(statement, parameters)
+            print("    " + text)
+            print(f"    parameters: {shown}")
             head = "EXPLAIN QUERY PLAN" if dialect == "sqlite" else "EXPLAIN (ANALYZE, BUFFERS)"
             print(f"  {head}:")
             for line in explain(dialect, statement, parameters):
-                print("    " + line)
+                print("    " + (line if len(line) <= 200 else line[:200] + " …"))
         db.session.rollback()
 
 
@@ -696,6 +723,8 @@ def main(argv=None) -> int:
     parser.add_argument("--buildings", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--diagnose", action="store_true",
+                        help="time the figures and EXPLAIN the slowest statement for every page, not only slow ones")
     args = parser.parse_args(argv)
     dialect = args.db
     target = TARGET_MS[dialect]
@@ -780,14 +809,17 @@ def main(argv=None) -> int:
                   f"({sql / seconds:.0%}), slowest statement {top[2] * 1000 if top else 0:.1f} ms")
         for line in check_figures(app, f, period, sup, agent):
             print(line)
-        if missed:
-            print(f"pages over the target ({', '.join(l.split()[-1] for l in missed)}): where the time goes")
+        diagnosed = [label for label, _c, _p in pages] if args.diagnose else missed
+        if diagnosed:
+            print(f"{'pages over the target' if not args.diagnose else 'every page (--diagnose)'} "
+                  f"({', '.join(label.split()[-1] for label in diagnosed) or 'none over the target'}): "
+                  f"where the time goes")
             scopes = {"head   /dashboard": (f["head"], None, None, None, False),
                       "sup    /dashboard/team": (sup, sup, None, sup, False),
                       "sup    /dashboard/team&agent": (sup, sup, agent, sup, False),
                       "agent  /dashboard/me": (agent, None, None, None, False),
                       "head   /dashboard/records": (f["head"], None, None, None, True)}
-            for label in missed:
+            for label in diagnosed:
                 viewer, team, who, members_of, records = scopes[label]
                 diagnose(app, dialect, label.split()[-1], viewer, period, team, who, members_of, records,
                          max(1, min(args.repeat, 3)))

@@ -62,6 +62,7 @@ FIRST_NAMES = ["Иван", "Алексей", "Дмитрий", "Сергей", "
                "Павел", "Кирилл", "Тимур", "Алина", "Ксения", "Роман", "Виктор", "Галина", "Юлия", "Артём"]
 LAST_NAMES = ["Иванов", "Петров", "Сидоров", "Смирнов", "Кузнецов", "Попов", "Васильев", "Соколов", "Михайлов",
               "Новиков", "Фёдоров", "Морозов", "Волков", "Алексеев", "Лебедев", "Семёнов", "Егоров", "Павлов"]
+FEMALE = {"Мария", "Анна", "Елена", "Ольга", "Наталья", "Алина", "Ксения", "Галина", "Юлия"}
 REASONS = ["переезд", "передумал", "нашёл дешевле у конкурента", "не устроило время подключения"]
 
 
@@ -96,7 +97,8 @@ def insert_people(dbs, url: str, beneficiaries: int, supervisors: int, head_id: 
                 role, manager, login = "supervisor", head_id, f"sup{n + 1:04d}"
             else:
                 role, manager, login = "agent", sup_ids[(n - supervisors) % supervisors], f"agent{n - supervisors + 1:05d}"
-            name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
+            first_name = rng.choice(FIRST_NAMES)
+            name = f"{first_name} {rng.choice(LAST_NAMES)}{'а' if first_name in FEMALE else ''}"
             number = f"B-{n + 1:06d}"
             rows.append((uid, login, name, role, manager, number, password_hash, False, True, None,
                          os.urandom(8).hex(), created, None))

@@ -131,6 +131,8 @@ def show(territory_id: int):
                 .order_by(User.name))])
         if request.method == "GET":
             sup_form.supervisor_id.data = territory.supervisor_id or 0
+    if request.method == "POST" and sup_form is None:
+        abort(403)  # only who may hand the territory over posts here
         if request.method == "POST" and "sup-supervisor_id" in request.form and sup_form.validate_on_submit():
             supervisor = db.session.get(User, sup_form.supervisor_id.data) if sup_form.supervisor_id.data else None
             try:

@@ -1,4 +1,4 @@
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
@@ -17,8 +17,8 @@ bp = Blueprint("catalogue", __name__, url_prefix="/catalogue")
 @bp.route("", methods=["GET", "POST"])
 @login_required
 def index():
-    if current_user.role == ADMIN:
-        abort(403)
+    if current_user.role == ADMIN or (request.method == "POST" and current_user.role != SALES_HEAD):
+        abort(403)  # everyone sells from the catalogue; only the sales head changes it
     form = TariffForm() if current_user.role == SALES_HEAD else None
     if form is not None and form.validate_on_submit():
         try:

@@ -38,25 +38,31 @@ def close(period):
 @operator_command
 def export(period, fmt, out):
     """Write the payout file of a closed month (same figures and head every time)."""
+    from crm.database import read_only
     from crm.finance import services
 
     job = services.start_export(None, period, fmt)
+    db.session.commit()  # the audit event is in; the file is written without holding the writer lock
     tmp = f"{out}.part"
     try:
-        if fmt == "csv":
-            with open(tmp, "w", encoding="utf-8", newline="") as fh:
-                for line in job.csv_lines():
-                    fh.write(line)
-        else:
-            with open(tmp, "wb") as fh:
-                job.write_xlsx(fh)
+        with read_only(db.session):
+            _write(job, fmt, tmp)
         os.replace(tmp, out)
     except OSError as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
-        db.session.rollback()
         raise DomainError("unwritable", f"cannot write {out}: {exc.strerror or exc}")
     click.echo(f"exported {job.period} to {out}")
+
+
+def _write(job, fmt: str, path: str) -> None:
+    if fmt == "csv":
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            for line in job.csv_lines():
+                fh.write(line)
+    else:
+        with open(path, "wb") as fh:
+            job.write_xlsx(fh)
 
 
 @finance_cli.command("record-payout")

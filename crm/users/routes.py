@@ -157,6 +157,8 @@ def _act(user_id: int, fn, ok_message: str):
 @login_required
 def edit(user_id: int):
     user = _target_or_404(user_id)
+    if not services.may_edit_profile(current_user, user):
+        abort(403)  # rights before the form: a refused user learns nothing from validation
     form = EditUserForm()
     if not form.validate_on_submit():
         flash(_("Check the highlighted fields."), "error")
@@ -200,6 +202,8 @@ def temporary_password(user_id: int):
 @login_required
 def move(user_id: int):
     user = _target_or_404(user_id)
+    if not services.may_manage(current_user, user) or not services.move_candidates(current_user, user):
+        abort(403)
     form = MoveForm()
     form.supervisor_id.choices = choices((s.id, s.login) for s in services.move_candidates(current_user, user))
     if not form.validate_on_submit():
@@ -219,6 +223,8 @@ def move(user_id: int):
 @login_required
 def role(user_id: int):
     user = _target_or_404(user_id)
+    if current_user.role not in (ADMIN, FINANCE, SALES_HEAD) or current_user.id == user.id:
+        abort(403)  # admins change roles; finance and sales heads propose the privileged ones
     form = RoleForm()
     form.role.choices = choices((r, r) for r in ROLES)
     form.manager_id.choices = _manager_choices()
@@ -257,6 +263,8 @@ def _decide(grant_id: int, confirm: bool):
     grant = db.session.get(RoleGrant, grant_id)
     if grant is None or not services.may_see_grant(current_user, grant):
         abort(404)
+    if not services.may_decide(current_user, grant):
+        abort(403)
     form = ActionForm() if confirm else RejectForm()
     if not form.validate_on_submit():
         flash(_("Give a reason."), "error")

@@ -77,8 +77,9 @@ def unlock_door():
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_body", _("The body must be a JSON object."))
     building_id, flat = body.get("building_id"), body.get("flat")
-    building = db.session.scalar(select(Building).where(Building.id == building_id)) \
-        if isinstance(building_id, int) and not isinstance(building_id, bool) else None
+    if not isinstance(building_id, int) or isinstance(building_id, bool):
+        raise ApiError(422, "invalid_body", _("Check the fields."), {"building_id": _("A building id.")})
+    building = db.session.scalar(select(Building).where(Building.id == building_id))
     if building is None:
         raise ApiError(404, "not_found", _("No such building."))
     if not isinstance(flat, int) or isinstance(flat, bool) or not building.has_flat(flat):
