@@ -594,3 +594,18 @@ def test_statements_are_private_and_agree_with_the_entries(closed_world, clock):
             figures = services.statement(snap.beneficiary, "2026-11").figures
             assert (figures.opening, figures.accruals_earned, figures.overrides_earned, figures.net, figures.pending) \
                 == (snap.opening, snap.accruals_earned, snap.overrides_earned, snap.net, snap.pending)
+
+
+def test_an_export_that_cannot_be_written_is_refused_and_not_audited(closed_world, tmp_path):
+    code, out = run(closed_world, "finance", "export", "--period", "2026-11", "--format", "csv",
+                    "--out", str(tmp_path / "missing" / "nov.csv"))
+    assert code == 1 and out.startswith("refused: cannot write")
+    assert not list(tmp_path.iterdir())  # no half-written file left behind
+    with closed_world.app_context():
+        from crm.audit.models import AuditEvent
+
+        assert db_session().scalars(select(AuditEvent).where(AuditEvent.action == "period.export")).all() == []
+    assert run(closed_world, "finance", "export", "--period", "2026-11", "--format", "xlsx",
+               "--out", str(tmp_path / "nov.xlsx"))[0] == 0
+    with closed_world.app_context():
+        assert len(db_session().scalars(select(AuditEvent).where(AuditEvent.action == "period.export")).all()) == 1

@@ -41,17 +41,17 @@ def export(period, fmt, out):
     from crm.database import read_only
     from crm.finance import services
 
-    job = services.start_export(None, period, fmt)
-    db.session.commit()  # the audit event is in; the file is written without holding the writer lock
+    job = services.start_export(None, period, fmt, record=False)
     tmp = f"{out}.part"
     try:
-        with read_only(db.session):
+        with read_only(db.session):  # a long read: never hold the writer lock while writing a file
             _write(job, fmt, tmp)
         os.replace(tmp, out)
     except OSError as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise DomainError("unwritable", f"cannot write {out}: {exc.strerror or exc}")
+    services.record_export(job)  # written: now audit it (a short write; the commit follows)
     click.echo(f"exported {job.period} to {out}")
 
 

@@ -238,6 +238,8 @@ class Export:
     generated: datetime
     currency: str
     viewer: Viewer | None
+    fmt: str = "csv"
+    scope_label: str = "all"
 
     def rows(self):
         return payout_rows(self.viewer, self.period)
@@ -253,8 +255,9 @@ class Export:
         return f"payout-{self.period}"
 
 
-def start_export(viewer: User | None, period: str, fmt: str) -> Export:
-    """Check and audit an export of a closed period; the caller commits, then writes the file."""
+def start_export(viewer: User | None, period: str, fmt: str, *, record: bool = True) -> Export:
+    """Check (and audit, unless ``record`` is False: then call ``record_export`` once the file
+    is written) an export of a closed period; the caller commits, then writes the file."""
     _export_filter(viewer)
     period = parse_period(period)
     if fmt not in ("csv", "xlsx"):
@@ -263,11 +266,18 @@ def start_export(viewer: User | None, period: str, fmt: str) -> Export:
     if close is None:
         raise DomainError("not_closed", _l("%(p)s is not closed: only closed periods are exported.", p=period),
                           {"period": _l("Not closed.")})
-    audit.record("period.export", "period", period, after={"format": fmt, "head": close.head,
-                                                           "scope": viewer.login if viewer else "all"})
-    return Export(period=period, head=close.head, generated=clock.now().astimezone(_zone()),
-                  currency=current_app.config["CURRENCY"],
-                  viewer=Viewer(viewer.id, viewer.role) if viewer is not None else None)
+    job = Export(period=period, head=close.head, generated=clock.now().astimezone(_zone()),
+                 currency=current_app.config["CURRENCY"],
+                 viewer=Viewer(viewer.id, viewer.role) if viewer is not None else None, fmt=fmt,
+                 scope_label=viewer.login if viewer else "all")
+    if record:
+        record_export(job)
+    return job
+
+
+def record_export(job: "Export") -> None:
+    audit.record("period.export", "period", job.period, after={"format": job.fmt, "head": job.head,
+                                                               "scope": job.scope_label})
 
 
 def get_payout(period: str) -> Payout | None:
