@@ -37,7 +37,6 @@ def history(demo_app, clock):
     October and November; agent3 moves from sup1 to sup2 on 15 November."""
     app = demo_app
     build_world(app, clock, buildings=5)
-    from crm.extensions import db
     from crm.users.services import find_by_login, move_agent
     from crm.visits.models import Visit
     from territories.models import Building, Territory, Zone
@@ -251,7 +250,7 @@ def test_pages_respect_scope(history):
     app, visits, contracts, ids = history
     expected = {  # path → {login: status}
         "/dashboard?period=2026-11": {"head": 200, "fin1": 200, "sup1": 302, "agent1": 302, "admin": 403},
-        f"/dashboard/team?period=2026-11": {"sup1": 200, "head": 200, "fin1": 200, "agent1": 403, "admin": 403},
+        "/dashboard/team?period=2026-11": {"sup1": 200, "head": 200, "fin1": 200, "agent1": 403, "admin": 403},
         f"/dashboard/team?period=2026-11&supervisor={ids['sup2']}": {"sup1": 404, "head": 200, "sup2": 200},
         f"/dashboard/team?period=2026-11&agent={ids['agent5']}": {"sup1": 404, "sup2": 200},
         "/dashboard/me?period=2026-11": {"agent1": 200, "sup1": 403},

@@ -33,7 +33,7 @@ def _period() -> str:
 def _recent_periods(count: int = 13) -> list[str]:
     p = core.period_of(clock.now(), clock.company_zone())
     out = [core.next_period(p)]
-    for _ in range(count):
+    for _month in range(count):
         out.append(p)
         p = core.previous_period(p)
     return out

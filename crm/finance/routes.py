@@ -19,9 +19,10 @@ from crm.finance.forms import DecisionForm, DisputeForm, MessageForm, ProposeFor
 from crm.finance.models import Adjustment, Dispute, PeriodSnapshot
 from crm.forms import refuse_into_form
 from crm.ledger import commission
+from crm.ledger.routes import subject_in_scope
 from crm.users import scope
 from crm.users.forms import ActionForm
-from crm.users.models import AGENT, FINANCE, SALES_HEAD, SUPERVISOR, User
+from crm.users.models import AGENT, FINANCE, SALES_HEAD, SUPERVISOR
 from crm.users.services import find_by_login
 
 bp = Blueprint("finance", __name__)
@@ -291,21 +292,11 @@ def reject_dispute(dispute_id: int):
 # --- statements and "about me" -------------------------------------------------------
 
 
-def _statement_subject() -> User:
-    wanted = request.args.get("user", type=int)
-    if wanted is None or wanted == current_user.id:
-        return current_user
-    user = scope.get_in_scope(current_user, wanted)
-    if user is None or current_user.role == AGENT:
-        abort(404)
-    return user
-
-
 @bp.route("/statement")
 @login_required
 def statement():
     _require(AGENT, *MANAGERS)
-    subject = _statement_subject()
+    subject = subject_in_scope()
     if subject.role not in (AGENT, SUPERVISOR):
         if subject.id == current_user.id and current_user.role in (SALES_HEAD, FINANCE):
             return redirect(url_for("finance.periods"))

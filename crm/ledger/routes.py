@@ -79,8 +79,8 @@ def rates():
                            pct=commission.bp_to_percent), (422 if errors else 200)
 
 
-def _money_subject() -> User:
-    """Whose money to show: yourself, or someone in your scope (?user=ID)."""
+def subject_in_scope() -> User:
+    """Whose money (or statement) to show: yourself, or someone in your scope (?user=ID); 404 otherwise."""
     wanted = request.args.get("user", type=int)
     if wanted is None or wanted == current_user.id:
         return current_user
@@ -95,7 +95,7 @@ def _money_subject() -> User:
 def money():
     if current_user.role == ADMIN:
         abort(403)
-    subject = _money_subject()
+    subject = subject_in_scope()
     team = []
     if current_user.role in (SUPERVISOR, SALES_HEAD, FINANCE):
         q = select(User).where(User.role.in_((AGENT, SUPERVISOR)), scope.user_filter(current_user, User.id))
