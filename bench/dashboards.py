@@ -678,8 +678,9 @@ def diagnose(app, dialect: str, label: str, viewer_id: int, period: str, team, a
 
 
 def check_figures(app, f: dict, period: str, sup: int, agent: int) -> list[str]:
-    """The head's funnel and the team's leaderboard against plain SQL counts (not timed)."""
-    from sqlalchemy import text
+    """The head's funnel, the team's leaderboard and the competitor share against plain SQL counts,
+    and the competitor click-through against the share (not timed)."""
+    from sqlalchemy import func, select, text
 
     from crm.dashboards import figures
     from crm.extensions import db
@@ -707,6 +708,18 @@ def check_figures(app, f: dict, period: str, sup: int, agent: int) -> list[str]:
         want_team = q("SELECT count(*) FROM visits WHERE supervisor_id = :s AND at >= :a AND at < :b")
         out.append(f"check: team {f['login'][sup]}'s leaderboard knocked {total:,} over {len(rows)} agents vs plain SQL "
                    f"{want_team:,}: {'ok' if total == want_team else 'WRONG'}")
+        # competitor names are compared case-blind; the click-through must find each group's doors
+        _contacts, doors, shares = figures.competitor_share(s)
+        want_doors = q("SELECT count(*) FROM visits WHERE at >= :a AND at < :b AND outcome = 'competitor'")
+        behind = {sh.key: db.session.scalar(select(func.count()).select_from(
+            figures.records(s, "competitor", sh.key)[1].subquery())) for sh in shares}
+        wrong = [f"{sh.label!r} {sh.count:,} → {behind[sh.key]:,}" for sh in shares if behind[sh.key] != sh.count]
+        out.append(f"check: competitor share: {doors:,} doors (plain SQL {want_doors:,}) in {len(shares)} groups "
+                   f"({len(COMPETITORS)} names in the data, ~4 % of them typed in lower case, ~3 % with a trailing "
+                   f"space): {', '.join(f'{sh.label!r} {sh.count:,}' for sh in shares)}")
+        out.append(f"check: competitor click-through (records figure=competitor&key=…) finds each group's doors: "
+                   + ("ok" if not wrong and doors == want_doors and len(shares) == len(COMPETITORS)
+                      else f"WRONG ({'; '.join(wrong) or 'groups'})"))
         db.session.rollback()
     return out
 

@@ -101,9 +101,29 @@ def _count(where, model=Contract) -> int:
 # --- the funnel and the leaderboard --------------------------------------------------
 
 
+def _doors(s: Scope) -> dict[tuple[str, str | None], int]:
+    """One pass over the month's visits: count per (outcome, trimmed competitor name). The
+    funnel and the competitor share both read it (millions of visits: scan them once)."""
+    cache = _request_cache()
+    key = ("doors", s)
+    if key not in cache:
+        name = case((Visit.outcome == "competitor", func.trim(Visit.competitor)), else_=None)
+        cache[key] = {(outcome, raw): n for outcome, raw, n in db.session.execute(
+            select(Visit.outcome, name, func.count()).where(s.visits()).group_by(Visit.outcome, name))}
+    return cache[key]
+
+
+def _request_cache() -> dict:
+    """Figures computed once per request (or app context) even when two of them need them."""
+    from flask import g
+
+    return g.setdefault("dashboard_figures", {})
+
+
 def funnel(s: Scope) -> dict[str, int]:
-    by_outcome = dict(db.session.execute(select(Visit.outcome, func.count()).where(s.visits())
-                                         .group_by(Visit.outcome)).all())
+    by_outcome: dict[str, int] = {}
+    for (outcome, _name), n in _doors(s).items():
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + n
     knocked = sum(by_outcome.values())
     return {"knocked": knocked,
             "contacts": knocked - sum(by_outcome.get(o, 0) for o in NO_CONTACT),
@@ -231,11 +251,10 @@ class Share:
 
 def competitor_share(s: Scope) -> tuple[int, int, list[Share]]:
     """(contacts, doors that named a competitor, per competitor) — names compared case-blind."""
-    contacts = db.session.scalar(select(func.count()).where(s.visits(), Visit.outcome.not_in(NO_CONTACT))) or 0
+    doors = _doors(s)
+    contacts = sum(n for (outcome, _name), n in doors.items() if outcome not in NO_CONTACT)
     merged: dict[str, list] = {}  # Unicode case-folding in Python: SQLite's lower() is ASCII only
-    for raw, n in db.session.execute(select(func.trim(Visit.competitor), func.count())
-                                     .where(s.visits(), Visit.outcome == "competitor")
-                                     .group_by(func.trim(Visit.competitor))):
+    for raw, n in ((name, n) for (outcome, name), n in doors.items() if outcome == "competitor"):
         key = (raw or "").casefold()
         entry = merged.setdefault(key, [raw or "", 0])
         entry[1] += n
@@ -298,13 +317,15 @@ def _zones_clause(s: Scope):
     return false()
 
 
-def _penetrated_flats(s: Scope):
-    """(building_id, flat) with an active contract or an already_subscriber visit at ``until``."""
+def _penetrated_flats(s: Scope, buildings):
+    """(building_id, flat) among ``buildings`` (a SELECT of ids) with an active contract or an
+    already_subscriber visit at ``until``."""
     until = s.until
     active = select(Contract.building_id.label("building_id"), Contract.flat.label("flat")).where(
-        Contract.at < until, or_(Contract.cancelled_at.is_(None), Contract.cancelled_at >= until))
+        Contract.building_id.in_(buildings), Contract.at < until,
+        or_(Contract.cancelled_at.is_(None), Contract.cancelled_at >= until))
     subscriber = select(Visit.building_id, Visit.flat).where(Visit.outcome == "already_subscriber",
-                                                            Visit.at < until)
+                                                            Visit.building_id.in_(buildings), Visit.at < until)
     return union(active, subscriber).subquery()
 
 
@@ -321,32 +342,49 @@ class Penetration:
         return self.penetrated / self.flats if self.flats else None
 
 
+def _penetration(s: Scope) -> tuple[list, dict[int, int]]:
+    """(the scope's zones, penetrated flats per building of those zones), computed once per request:
+    one pass over the active contracts and the subscriber doors (a covering partial index)."""
+    cache = _request_cache()
+    key = ("penetration", s)
+    if key not in cache:
+        zones = db.session.execute(select(Zone.id, Zone.name, Territory.name)
+                                   .join(Territory, Territory.id == Zone.territory_id)
+                                   .where(_zones_clause(s)).order_by(Territory.name, Zone.name)).all()
+        counts: dict[int, int] = {}
+        if zones:
+            in_zones = select(Building.id).where(Building.zone_id.in_(select(Zone.id).where(_zones_clause(s))))
+            pen = _penetrated_flats(s, in_zones)
+            counts = dict(db.session.execute(select(pen.c.building_id, func.count())
+                                             .group_by(pen.c.building_id)).all())
+        cache[key] = (zones, counts)
+    return cache[key]
+
+
 def penetration_by_zone(s: Scope) -> list[Penetration]:
-    zones = db.session.execute(select(Zone.id, Zone.name, Territory.name).join(Territory, Territory.id == Zone.territory_id)
-                               .where(_zones_clause(s)).order_by(Territory.name, Zone.name)).all()
+    zones, counts = _penetration(s)
     if not zones:
         return []
     ids = [z[0] for z in zones]
-    flats = dict(db.session.execute(select(Building.zone_id, func.sum(Building.apartments))
-                                    .where(Building.zone_id.in_(ids)).group_by(Building.zone_id)).all())
-    pen = _penetrated_flats(s)
-    penetrated = dict(db.session.execute(
-        select(Building.zone_id, func.count()).join(pen, pen.c.building_id == Building.id)
-        .where(Building.zone_id.in_(ids)).group_by(Building.zone_id)).all())
-    return [Penetration(zid, name, int(flats.get(zid) or 0), int(penetrated.get(zid) or 0), owner)
-            for zid, name, owner in zones]
+    flats: dict[int, int] = {}
+    penetrated: dict[int, int] = {}
+    for building_id, zone_id, apartments in db.session.execute(
+            select(Building.id, Building.zone_id, Building.apartments).where(Building.zone_id.in_(ids))):
+        flats[zone_id] = flats.get(zone_id, 0) + apartments
+        penetrated[zone_id] = penetrated.get(zone_id, 0) + counts.get(building_id, 0)
+    return [Penetration(zid, name, flats.get(zid, 0), penetrated.get(zid, 0), owner) for zid, name, owner in zones]
 
 
 def penetration_by_building(s: Scope, limit: int = 30) -> list[Penetration]:
     """The largest buildings of the scope's zones with their penetration (where the flats are)."""
-    pen = _penetrated_flats(s)
-    counted = select(pen.c.building_id, func.count().label("n")).group_by(pen.c.building_id).subquery()
+    zones, counts = _penetration(s)
+    if not zones:
+        return []
     rows = db.session.execute(
-        select(Building.id, Building.address, Building.apartments, func.coalesce(counted.c.n, 0))
-        .outerjoin(counted, counted.c.building_id == Building.id)
+        select(Building.id, Building.address, Building.apartments)
         .where(Building.zone_id.in_(select(Zone.id).where(_zones_clause(s))))
         .order_by(Building.apartments.desc(), Building.id).limit(limit)).all()
-    return [Penetration(bid, address, apartments, int(n)) for bid, address, apartments, n in rows]
+    return [Penetration(bid, address, apartments, counts.get(bid, 0)) for bid, address, apartments in rows]
 
 
 # --- the records behind a figure -----------------------------------------------------

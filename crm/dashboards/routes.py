@@ -6,6 +6,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from crm import clock
 from crm.dashboards import charts, figures, services
@@ -138,7 +139,7 @@ def team():
     return render_template(
         "dashboards/team.html", s=s, supervisor=supervisor, rows=rows, others=others, chosen=chosen,
         agent_funnel=_funnel_chart(agent_scope, agent_counts) if chosen else None,
-        team_funnel=_funnel_chart(s, figures.funnel(s)),
+        team_funnel=None if chosen else _funnel_chart(s, figures.funnel(s)),
         leader_chart=charts.bars([charts.Bar(r.agent.login, r.contracts,
                                              f"{r.contracts} / {r.plan.contracts}" if r.plan else str(r.contracts),
                                              url_for("dashboards.team", supervisor=supervisor.id, agent=r.agent.id,
@@ -189,6 +190,8 @@ def records():
     kind, q = figures.records(s, figure, request.args.get("key"))
     page = max(1, request.args.get("page", 1, type=int))
     model = q.column_descriptions[0]["entity"]
+    related = (model.building, model.agent) + ((model.tariff,) if kind == "contracts" else ())
+    q = q.options(*(selectinload(r) for r in related))  # the list shows them: no query per row
     rows = list(db.session.scalars(q.order_by(model.at.desc(), model.id.desc())
                                    .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)))
     return render_template("dashboards/records.html", s=s, kind=kind, figure=figure, key=request.args.get("key"),

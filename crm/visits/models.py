@@ -22,7 +22,7 @@ class Visit(db.Model):
         Index("ix_visits_agent_id_at", "agent_id", "at"),
         Index("ix_visits_supervisor_id_at", "supervisor_id", "at"),
         # penetration reads only these doors among millions of visits
-        Index("ix_visits_subscriber_doors", "building_id", "flat",
+        Index("ix_visits_subscriber_doors", "building_id", "flat", "at",
               sqlite_where=text("outcome = 'already_subscriber'"),
               postgresql_where=text("outcome = 'already_subscriber'")),
     )

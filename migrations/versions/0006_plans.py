@@ -37,7 +37,7 @@ def upgrade():
         batch_op.create_index('ix_contracts_at', ['at'], unique=False)
 
     with op.batch_alter_table('visits', schema=None) as batch_op:
-        batch_op.create_index('ix_visits_subscriber_doors', ['building_id', 'flat'], unique=False, sqlite_where=sa.text("outcome = 'already_subscriber'"), postgresql_where=sa.text("outcome = 'already_subscriber'"))
+        batch_op.create_index('ix_visits_subscriber_doors', ['building_id', 'flat', 'at'], unique=False, sqlite_where=sa.text("outcome = 'already_subscriber'"), postgresql_where=sa.text("outcome = 'already_subscriber'"))
 
     # ### end Alembic commands ###
 
