@@ -12,7 +12,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from crm import clock
+from crm import chain, clock
 from crm.actors import Actor, current_actor
 from crm.audit import services as audit
 from crm.catalogue.models import Tariff
@@ -71,6 +71,9 @@ def sign(actor: User | None, *, agent: User, building: Building | None, flat, su
     """
     if not may_sign_for(actor, agent):
         raise Forbidden("forbidden", _l("You may not sign contracts for this agent."))
+    # one signer at a time (PostgreSQL: the chain lock; SQLite writers are serialised already): a
+    # parallel retry of this client id, or a second signing of this flat, then sees the first one
+    chain.lock_chains(db.session)
     if client_id:
         existing = db.session.scalars(select(Contract).where(Contract.client_id == client_id)).first()
         if existing is not None:
@@ -186,6 +189,10 @@ def apply_event(contract: Contract, *, event: str, at: datetime, reason: str | N
     actor = actor or current_actor()
     if event not in lifecycle.EVENTS:
         raise DomainError("bad_event", _l("Unknown event %(event)s.", event=event), {"event": _l("Unknown event.")})
+    # One event writer at a time, and the contract read after it: an activation and a cancellation
+    # arriving together must not both start from "signed", and a parallel replay must find the first.
+    chain.lock_chains(db.session)
+    db.session.refresh(contract)
     reason = (reason or "").strip() or None
     at = clock.ensure_utc(at)
     request = {"contract": contract.number, "event": event, "at": at.isoformat(), "reason": reason}

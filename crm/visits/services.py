@@ -169,8 +169,11 @@ def record_visit(agent: User, item: dict) -> Outcome:
         raise _invalid("note", _l("Text of up to %(n)d characters.", n=NOTE_MAX))
     lat, lon, accuracy = _gps(item.get("gps"))
     _refuse_if_locked(building, flat, at)
-    return Outcome("created", _insert(agent, building, flat, outcome, at, client_id, request, lat, lon, accuracy,
-                                      note=(note or "").strip() or None, **fields))
+    visit = _insert(agent, building, flat, outcome, at, client_id, request, lat, lon, accuracy,
+                    note=(note or "").strip() or None, **fields)
+    if visit.request != request or visit.agent_id != agent.id or not getattr(visit, "_inserted", False):
+        return _replay(visit, agent, request)  # a parallel retry stored it first: a duplicate, not a second create
+    return Outcome("created", visit)
 
 
 def _insert(agent, building, flat, outcome, at, client_id, request, lat, lon, accuracy, **fields) -> Visit:
@@ -188,6 +191,7 @@ def _insert(agent, building, flat, outcome, at, client_id, request, lat, lon, ac
         if existing is None:
             raise
         return existing
+    visit._inserted = True  # this call stored it (a plain attribute, never a column)
     return visit
 
 
@@ -222,9 +226,14 @@ def record_contract(agent: User, item: dict) -> Outcome:
                                        subscriber_name=subscriber.get("name") or "", phone=subscriber.get("phone") or "",
                                        tariff_code=item.get("tariff") or "", addon_codes=addons,
                                        adult_confirmed=item.get("adult_confirmed") is True, at=at, client_id=client_id)
-    if not created:
-        raise Conflict("client_id_reused", _l("This client id was already used for different data."),
-                       {"client_id": _l("Already used.")})
+    if not created:  # a parallel retry signed it first: answer as its replay would be answered
+        existing = db.session.scalar(select(Visit).where(Visit.client_id == visit_key))
+        if existing is None:
+            raise Conflict("client_id_reused", _l("This client id was already used for different data."),
+                           {"client_id": _l("Already used.")})
+        outcome = _replay(existing, agent, request)
+        outcome.contract = contract
+        return outcome
     visit = link_signed_visit(contract, visit_key, request, lat, lon, accuracy)
     return Outcome("created", visit, contract)
 
