@@ -13,6 +13,7 @@ from crm.clock import Clock
 from crm.config import from_environment
 from crm.database import configure_engine, normalise_url, write_intent
 from crm.extensions import babel, csrf, db, login_manager, migrate
+from crm.inputs import BoundedIntConverter, JSONProvider
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -36,6 +37,8 @@ def create_app(config: dict | None = None, clock: Clock | None = None) -> Flask:
         app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
     app.extensions["doorstep_clock"] = clock or Clock()
     app.session_interface = SessionInterface()
+    app.json = JSONProvider(app)
+    app.url_map.converters["int"] = BoundedIntConverter  # before any route is added
     if app.config["PROXY_HOPS"]:
         hops = app.config["PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
@@ -145,6 +148,9 @@ def register_hooks(app: Flask) -> None:
             except ValueError:  # a different context: nothing to undo
                 pass
 
+    from crm.inputs import check_request
+
+    app.before_request(check_request)
     app.before_request(enforce_password_change)
     connect_signals()
 

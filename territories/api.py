@@ -34,7 +34,7 @@ def post_buildings():
     except importfile.FileUnreadable as exc:
         raise ApiError(422, "invalid_body", _("The body must be a GeoJSON FeatureCollection: %(reason)s",
                                               reason=str(exc)))
-    result = importer.import_buildings(records, rejections, source=f"api:{request.headers.get('X-Source', 'feed')}")
+    result = importer.import_buildings(records, rejections, source=f"api:{request.headers.get('X-Source', 'feed')[:50]}")
     db.session.commit()
     return jsonify(result.as_json())
 

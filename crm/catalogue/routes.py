@@ -28,7 +28,7 @@ def index():
                 raise DomainError("bad_fee", _("The monthly fee is an amount like 590.00."),
                                   {"monthly_fee": _("An amount like 590.00.")})
             speed = form.speed_mbit.data.strip() if form.speed_mbit.data else ""
-            if speed and not speed.isdigit():
+            if speed and not (speed.isascii() and speed.isdigit()):
                 raise DomainError("bad_speed", _("Speed is a whole number."), {"speed_mbit": _("A whole number.")})
             services.add_tariff(current_user, code=form.code.data, name=form.name.data, kind=form.kind.data,
                                 monthly_fee=fee, speed_mbit=int(speed) if speed else None,

@@ -28,7 +28,7 @@ def parse_count(raw, field: str) -> int | None:
     text = str(raw if raw is not None else "").strip()
     if text == "":
         return None
-    if not text.isdigit() or int(text) > MAX_PLAN:
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_PLAN:
         raise DomainError("bad_plan", _l("Plans are whole numbers from 0 to %(max)d.", max=MAX_PLAN),
                           {field: _l("A whole number from 0 to %(max)d.", max=MAX_PLAN)})
     return int(text)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from crm.ledger.commission import format_money
 
-PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+PERIOD_RE = re.compile(r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$")  # 1970–2999: no calendar edges
 
 #: The payout file's header (PRODUCT.md §5), fixed.
 HEADER = ("period", "personnel_number", "login", "name", "role", "supervisor", "accruals_earned",

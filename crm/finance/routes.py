@@ -151,7 +151,7 @@ def adjustments():
         except ValueError:
             amount = None
         dispute = None
-        if form.dispute_id.data and form.dispute_id.data.isdigit():
+        if form.dispute_id.data and form.dispute_id.data.isascii() and form.dispute_id.data.isdigit():
             dispute = db.session.get(Dispute, int(form.dispute_id.data))
             if dispute is not None and not services.may_see_dispute(current_user, dispute):
                 dispute = None

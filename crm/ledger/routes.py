@@ -38,7 +38,7 @@ def rates():
                "clawback_days": None, "tiers": []}
         try:
             days = values.get("clawback_days", "").strip()
-            doc["clawback_days"] = int(days) if days.isdigit() else days
+            doc["clawback_days"] = int(days) if days.isascii() and days.isdigit() else days
             for tariff in tariffs:
                 raw = values.get(f"amount_{tariff.code}", "").strip()
                 try:
@@ -51,7 +51,7 @@ def rates():
                 if not line.strip():
                     continue
                 parts = line.replace(";", " ").split()
-                if len(parts) != 2 or not parts[0].isdigit():
+                if len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit()):
                     raise DomainError("bad_tiers", _("Each tier line is: activations amount (e.g. 30 100.00)."),
                                       {"tiers": _("e.g. 30 100.00")})
                 try:

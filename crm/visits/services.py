@@ -209,6 +209,11 @@ def record_contract(agent: User, item: dict) -> Outcome:
     addons = item.get("addons") or []
     if not isinstance(addons, list) or not all(isinstance(a, str) for a in addons):
         raise _invalid("addons", _l("A list of add-on codes."))
+    if not isinstance(item.get("tariff"), str):
+        raise _invalid("tariff", _l("A tariff code."))
+    for name in ("name", "phone"):
+        if not isinstance(subscriber.get(name), str):
+            raise _invalid(f"subscriber.{name}", _l("Required."))
     request = _canonical({k: item.get(k) for k in ("building_id", "flat", "subscriber", "tariff", "addons",
                                                    "adult_confirmed", "at", "gps")})
     visit_key = f"{client_id}#signed"
