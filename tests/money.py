@@ -80,3 +80,35 @@ def balances(app, login):
     with app.app_context():
         uid = find_by_login(login).id
         return ledger.balances([uid])[uid]
+
+
+SQUARE = '{"type": "Polygon", "coordinates": [[[60, 56], [61, 56], [61, 57], [60, 56]]]}'
+
+
+def territory_with_zone(session, clock, *, supervisor: str, name: str, zone: str, buildings=(), agent: str | None = None):
+    """A territory of ``supervisor`` (in the demo head's region) with one zone holding ``buildings``
+    (external ids), walked by ``agent`` from a month ago. Rows written directly: the geometry
+    services are tested in test_territories.py. Returns (territory, zone)."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from crm.users.services import find_by_login
+    from territories.models import Building, Territory, Zone, ZoneAssignment
+
+    head, sup = find_by_login("head"), find_by_login(supervisor)
+    t = Territory(name=name, region_id=head.id, supervisor_id=sup.id, geometry=SQUARE, created_at=clock.now(),
+                  updated_at=clock.now())
+    session.add(t)
+    session.flush()
+    z = Zone(name=zone, territory_id=t.id, geometry=SQUARE, created_at=clock.now(), updated_at=clock.now())
+    session.add(z)
+    session.flush()
+    for building in session.scalars(select(Building).where(Building.external_id.in_(list(buildings)))):
+        building.territory_id, building.zone_id = t.id, z.id
+    if agent:
+        session.add(ZoneAssignment(zone_id=z.id, agent_id=find_by_login(agent).id,
+                                   valid_from=clock.now().date() - timedelta(days=30), assigned_by_id=sup.id,
+                                   created_at=clock.now()))
+    session.flush()
+    return t, z

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from tests.conftest import START
 from tests.helpers import login, operator, post, user_id
-from tests.money import build_world, event, sign
+from tests.money import build_world, event, sign, territory_with_zone
 
 UTC = timezone.utc
 NOV = (datetime(2026, 10, 31, 19, tzinfo=UTC), datetime(2026, 11, 30, 19, tzinfo=UTC))  # local month bounds
@@ -39,25 +39,11 @@ def history(demo_app, clock):
     build_world(app, clock, buildings=5)
     from crm.users.services import find_by_login, move_agent
     from crm.visits.models import Visit
-    from territories.models import Building, Territory, Zone
+    from territories.models import Building
 
-    square = '{"type": "Polygon", "coordinates": [[[60, 56], [61, 56], [61, 57], [60, 56]]]}'
     with operator(app) as session:
-        head, sup1, sup2 = (find_by_login(x) for x in ("head", "sup1", "sup2"))
-        zones = {}
-        for name, sup in (("T1", sup1), ("T2", sup2)):
-            t = Territory(name=name, region_id=head.id, supervisor_id=sup.id, geometry=square, created_at=clock.now(),
-                          updated_at=clock.now())
-            session.add(t)
-            session.flush()
-            z = Zone(name=f"Z-{name}", territory_id=t.id, geometry=square, created_at=clock.now(),
-                     updated_at=clock.now())
-            session.add(z)
-            session.flush()
-            zones[name] = (t.id, z.id)
-        for building in session.scalars(select(Building)):
-            t, z = zones["T1"] if building.external_id in ("b1", "b2", "b3") else zones["T2"]
-            building.territory_id, building.zone_id = t, z
+        territory_with_zone(session, clock, supervisor="sup1", name="T1", zone="Z-T1", buildings=["b1", "b2", "b3"])
+        territory_with_zone(session, clock, supervisor="sup2", name="T2", zone="Z-T2", buildings=["b4", "b5"])
 
     rng = random.Random(20261120)
     agents = ["agent1", "agent2", "agent3", "agent5", "agent6"]

@@ -50,7 +50,7 @@ from crm.api.openapi import build_spec
 from crm.clock import FixedClock
 from tests.conftest import BACKENDS, START, _dispose, _fresh_database, _make_app
 from tests.helpers import csrf_token, login, operator
-from tests.money import build_world, sign
+from tests.money import build_world, sign, territory_with_zone
 
 # ---------------------------------------------------------------- budget
 
@@ -233,24 +233,14 @@ def _build(app, clock) -> dict:
     from crm.apikeys import services as keys
     from crm.finance import services as finance
     from crm.users.services import find_by_login
-    from territories.models import Building, Territory, Zone, ZoneAssignment
+    from territories.models import Building
 
     build_world(app, clock, buildings=3)
-    square = '{"type": "Polygon", "coordinates": [[[60, 56], [61, 56], [61, 57], [60, 56]]]}'
     with operator(app) as session:
         head, sup1, agent1 = (find_by_login(x) for x in ("head", "sup1", "agent1"))
-        t1 = Territory(name="T1", region_id=head.id, supervisor_id=sup1.id, geometry=square, created_at=clock.now(),
-                       updated_at=clock.now())
-        session.add(t1)
-        session.flush()
-        z1 = Zone(name="Z1", territory_id=t1.id, geometry=square, created_at=clock.now(), updated_at=clock.now())
-        session.add(z1)
-        session.flush()
+        t1, z1 = territory_with_zone(session, clock, supervisor="sup1", name="T1", zone="Z1", buildings=["b1", "b2"],
+                                     agent="agent1")
         buildings = {b.external_id: b for b in session.scalars(select(Building))}
-        for name in ("b1", "b2"):
-            buildings[name].territory_id, buildings[name].zone_id = t1.id, z1.id
-        session.add(ZoneAssignment(zone_id=z1.id, agent_id=agent1.id, valid_from=clock.now().date() - timedelta(days=30),
-                                   assigned_by_id=sup1.id, created_at=clock.now()))
         _key, plain = keys.create_key(None, "hostile", ["buildings:write", "contracts:events"])
         ids = {"t1": t1.id, "z1": z1.id, "b1": buildings["b1"].id, "b2": buildings["b2"].id, "b3": buildings["b3"].id,
                "agent1": agent1.id, "sup1": sup1.id, "head": head.id, "key": plain}

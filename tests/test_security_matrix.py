@@ -11,13 +11,13 @@ The app's URL map is used only to fail when a route is missing from the table.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import select
 
 from tests.helpers import csrf_token, login, operator
-from tests.money import build_world, event, sign
+from tests.money import build_world, event, sign, territory_with_zone
 
 ROLES = ("anon", "agent1", "agent5", "sup1", "sup2", "head", "fin1", "admin")
 ALL, SIGNED_IN = "AAAAAAAA", "LAAAAAAA"
@@ -127,23 +127,14 @@ def _world(app, clock):
     from crm.apikeys import services as keys
     from crm.finance import services as finance
     from crm.users.services import create_user, find_by_login
-    from territories.models import Building, Territory, Zone, ZoneAssignment
+    from territories.models import Building
 
     build_world(app, clock, buildings=2)
-    square = '{"type": "Polygon", "coordinates": [[[60, 56], [61, 56], [61, 57], [60, 56]]]}'
     with operator(app) as session:
-        head, sup1, sup2 = (find_by_login(x) for x in ("head", "sup1", "sup2"))
-        t1 = Territory(name="T1", region_id=head.id, supervisor_id=sup1.id, geometry=square, created_at=clock.now(),
-                       updated_at=clock.now())
-        session.add(t1)
-        session.flush()
-        z1 = Zone(name="Z1", territory_id=t1.id, geometry=square, created_at=clock.now(), updated_at=clock.now())
-        session.add(z1)
-        session.flush()
+        head = find_by_login("head")
+        t1, z1 = territory_with_zone(session, clock, supervisor="sup1", name="T1", zone="Z1", buildings=["b1"],
+                                     agent="agent1")
         b1 = session.scalars(select(Building).where(Building.external_id == "b1")).one()
-        b1.territory_id, b1.zone_id = t1.id, z1.id
-        session.add(ZoneAssignment(zone_id=z1.id, agent_id=find_by_login("agent1").id, valid_from=clock.now().date() - timedelta(days=30),
-                                   assigned_by_id=sup1.id, created_at=clock.now()))
         key, _plain = keys.create_key(None, "billing", ["contracts:events"])
         _user, grant = create_user(head, login="fin3", name="Третий финансист", role="finance",
                                    password="Str0ng-enough-pass")
