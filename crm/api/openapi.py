@@ -105,6 +105,50 @@ def build_spec(base_path: str) -> dict:
                         "responses": {"200": {"description": "fields, statuses and rows"},
                                       "401": _error("not signed in"), "403": _error("not for this role")}}
             },
+            "/map/buildings/{building_id}": {
+                "get": {"summary": "One building the signed-in user sees: address, flats, status, coverage and "
+                                   "penetration",
+                        "security": [{"session": []}],
+                        "parameters": [{"name": "building_id", "in": "path", "required": True,
+                                        "schema": {"type": "integer", "minimum": 1, "maximum": 2147483647}}],
+                        "responses": {"200": {"description": "the building"}, "401": _error("not signed in"),
+                                      "403": _error("not for this role"), "404": _error("not yours to see")}}
+            },
+            "/map/territories/{territory_id}": {
+                "put": {"summary": "Redraw or hand over a territory (sales head): {name, geometry, supervisor_id}; "
+                                   "the old geometry is kept",
+                        "security": [{"session": []}],
+                        "parameters": [{"name": "territory_id", "in": "path", "required": True,
+                                        "schema": {"type": "integer", "minimum": 1, "maximum": 2147483647}}],
+                        "responses": {"200": {"description": "saved; buildings re-placed"},
+                                      "400": _error("missing X-CSRFToken"), "401": _error("not signed in"),
+                                      "403": _error("not the sales head"), "404": _error("not yours to see"),
+                                      "422": _error("invalid or overlapping (the error names the polygon)")}}
+            },
+            "/map/zones/{zone_id}": {
+                "put": {"summary": "Redraw or reassign a zone (supervisor): {name, geometry, territory_id, agent_id, "
+                                   "valid_from, valid_to}",
+                        "security": [{"session": []}],
+                        "parameters": [{"name": "zone_id", "in": "path", "required": True,
+                                        "schema": {"type": "integer", "minimum": 1, "maximum": 2147483647}}],
+                        "responses": {"200": {"description": "saved; buildings re-placed"},
+                                      "400": _error("missing X-CSRFToken"), "401": _error("not signed in"),
+                                      "403": _error("not the territory's supervisor"),
+                                      "404": _error("not yours to see"),
+                                      "422": _error("outside the territory, overlapping, or invalid")}}
+            },
+            "/map/{kind}/{polygon_id}/retire": {
+                "post": {"summary": "Retire a territory or zone (never deleted); its buildings go back to a queue",
+                         "security": [{"session": []}],
+                         "parameters": [{"name": "kind", "in": "path", "required": True,
+                                         "schema": {"type": "string", "enum": ["territories", "zones"]}},
+                                        {"name": "polygon_id", "in": "path", "required": True,
+                                         "schema": {"type": "integer", "minimum": 1, "maximum": 2147483647}}],
+                         "responses": {"200": {"description": "retired; how many buildings moved"},
+                                       "400": _error("missing X-CSRFToken"), "401": _error("not signed in"),
+                                       "403": _error("not allowed"), "404": _error("not yours to see"),
+                                       "409": _error("already retired")}}
+            },
             "/map/territories": {
                 "post": {"summary": "Draw a territory (sales head): {name, geometry, supervisor_id}",
                          "security": [{"session": []}],
