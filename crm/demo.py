@@ -202,8 +202,7 @@ def _finance_timeline(start: datetime, now: datetime) -> list:
     zone = company_zone()
     items = []
     month = core.period_of(start, zone)
-    while core.bounds(month, zone)[1] <= now:
-        end = core.bounds(month, zone)[1]
+    while (end := core.bounds(month, zone)[1]) <= now:
         closed_at = min(end + timedelta(days=2, hours=10), max(end + timedelta(minutes=1), now - timedelta(minutes=30)),
                         now)
         items.append((closed_at, "close", month))

@@ -8,11 +8,11 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from crm import clock
 from crm.dashboards import charts, figures, services
 from crm.errors import DomainError
 from crm.extensions import db
 from crm.finance import core
+from crm.finance.services import current_period
 from crm.i18n import OUTCOME_NAMES
 from crm.ledger import commission
 from crm.users import scope
@@ -24,7 +24,7 @@ PAGE_SIZE = 100
 
 
 def _period() -> str:
-    raw = request.args.get("period") or core.period_of(clock.now(), clock.company_zone())
+    raw = request.args.get("period") or current_period()
     try:
         return core.parse_period(raw)
     except ValueError:
@@ -32,7 +32,7 @@ def _period() -> str:
 
 
 def _recent_periods(count: int = 13) -> list[str]:
-    p = core.period_of(clock.now(), clock.company_zone())
+    p = current_period()
     out = [core.next_period(p)]
     for _month in range(count):
         out.append(p)

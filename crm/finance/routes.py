@@ -17,7 +17,7 @@ from crm.extensions import db
 from crm.finance import services
 from crm.finance.forms import DecisionForm, DisputeForm, MessageForm, ProposeForm
 from crm.finance.models import Adjustment, Dispute, PeriodSnapshot
-from crm.forms import refuse_into_form
+from crm.forms import refuse_and_redirect, refuse_into_form
 from crm.ledger import commission
 from crm.ledger.routes import subject_in_scope
 from crm.users import scope
@@ -33,14 +33,6 @@ PAGE_SIZE = 100
 def _require(*roles):
     if current_user.role not in roles:
         abort(403)
-
-
-def _refused(exc: DomainError, endpoint: str, **values):
-    db.session.rollback()
-    if exc.status == 403:
-        raise exc
-    flash(exc.message, "error")
-    return redirect(url_for(endpoint, **values))
 
 
 # --- periods -------------------------------------------------------------------------
@@ -85,7 +77,7 @@ def close(period: str):
     try:
         closed = services.close_period(current_user, period)
     except DomainError as exc:
-        return _refused(exc, "finance.periods")
+        return refuse_and_redirect(exc, url_for("finance.periods"))
     db.session.commit()
     flash(_("%(p)s closed: %(n)d beneficiaries, ledger head %(head)s.", p=closed.period, n=closed.beneficiaries,
             head=closed.head), "success")
@@ -101,7 +93,7 @@ def payout(period: str):
     try:
         done = services.record_payout(current_user, period)
     except DomainError as exc:
-        return _refused(exc, "finance.periods")
+        return refuse_and_redirect(exc, url_for("finance.periods"))
     db.session.commit()
     flash(_("Payout of %(p)s recorded: %(n)d entries.", p=done.period, n=done.entries), "success")
     return redirect(url_for("finance.period", period=done.period))
@@ -206,7 +198,7 @@ def decide(adjustment_id: int, decision: str):
         else:
             services.reject_adjustment(current_user, adjustment, form.reason.data)
     except DomainError as exc:
-        return _refused(exc, "finance.adjustments")
+        return refuse_and_redirect(exc, url_for("finance.adjustments"))
     db.session.commit()
     flash(_("Adjustment #%(id)d approved: ledger entry #%(pos)d.", id=adjustment.id, pos=adjustment.entry_position)
           if decision == "approve" else _("Adjustment #%(id)d rejected.", id=adjustment.id), "success")
@@ -283,7 +275,7 @@ def reject_dispute(dispute_id: int):
     try:
         services.reject_dispute(current_user, dispute, form.reason.data)
     except DomainError as exc:
-        return _refused(exc, "finance.dispute", dispute_id=dispute.id)
+        return refuse_and_redirect(exc, url_for("finance.dispute", dispute_id=dispute.id))
     db.session.commit()
     flash(_("Dispute #%(id)d rejected with your reason.", id=dispute.id), "success")
     return redirect(url_for("finance.dispute", dispute_id=dispute.id))

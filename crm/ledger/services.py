@@ -13,6 +13,7 @@ from crm.actors import Actor, current_actor
 from crm.audit import services as audit
 from crm.catalogue.models import Tariff
 from crm.errors import DomainError, Forbidden
+from crm.finance.core import next_period, period_of
 from crm.extensions import db
 from crm.ledger import commission
 from crm.ledger.models import LedgerEntry, RateAmount, RateTier, RateVersion
@@ -27,18 +28,13 @@ def company_tz() -> ZoneInfo:
 
 
 def month_of(at: datetime) -> str:
-    return at.astimezone(company_tz()).strftime("%Y-%m")
+    return period_of(at, company_tz())
 
 
 def last_closed_period() -> str | None:
     from crm.finance.models import PeriodClose
 
     return db.session.scalar(select(func.max(PeriodClose.period)))
-
-
-def next_month(period: str) -> str:
-    year, month = int(period[:4]), int(period[5:7])
-    return f"{year + month // 12}-{month % 12 + 1:02d}"
 
 
 def period_for(at: datetime) -> tuple[str, str | None]:
@@ -51,7 +47,7 @@ def period_for(at: datetime) -> tuple[str, str | None]:
     closed = last_closed_period()
     if closed is None or month > closed:
         return month, None
-    return next_month(closed), month
+    return next_period(closed), month
 
 
 def parse_local_datetime(value: str) -> datetime:

@@ -42,7 +42,7 @@ def _out_of_range(exc: BaseException) -> bool:
 
     seen = 0
     while exc is not None and seen < 5:
-        if isinstance(exc, OverflowError) or isinstance(exc, DataError):
+        if isinstance(exc, (OverflowError, DataError)):
             return True
         if getattr(exc, "sqlstate", None) == "22003":  # numeric_value_out_of_range
             return True

@@ -8,7 +8,7 @@ from sqlalchemy import or_, select
 
 from crm.errors import DomainError
 from crm.extensions import db
-from crm.forms import choices, refuse_into_form
+from crm.forms import choices, refuse_and_redirect, refuse_into_form
 from crm.i18n import ROLE_NAMES
 from crm.users import scope, services
 from crm.users.forms import ActionForm, CreateUserForm, EditUserForm, MoveForm, RejectForm, RoleForm
@@ -130,15 +130,6 @@ def show(user_id: int):
                            manager_role=MANAGER_ROLE)
 
 
-def _refused(exc: DomainError, back: str):
-    """A refused action: 403 pages for rights, a flash and a way back for everything else."""
-    db.session.rollback()
-    if exc.status in (403, 404):
-        raise exc
-    flash(exc.message, "error")
-    return redirect(back)
-
-
 def _act(user_id: int, fn, ok_message: str):
     user = _target_or_404(user_id)
     form = ActionForm()
@@ -147,7 +138,7 @@ def _act(user_id: int, fn, ok_message: str):
     try:
         fn(user)
     except DomainError as exc:
-        return _refused(exc, url_for("users.show", user_id=user.id))
+        return refuse_and_redirect(exc, url_for("users.show", user_id=user.id))
     db.session.commit()
     flash(ok_message, "success")
     return redirect(url_for("users.show", user_id=user.id))
@@ -166,7 +157,7 @@ def edit(user_id: int):
     try:
         services.update_profile(current_user, user, name=form.name.data, personnel_number=form.personnel_number.data)
     except DomainError as exc:
-        return _refused(exc, url_for("users.show", user_id=user.id))
+        return refuse_and_redirect(exc, url_for("users.show", user_id=user.id))
     db.session.commit()
     flash(_("Saved."), "success")
     return redirect(url_for("users.show", user_id=user.id))
@@ -193,7 +184,7 @@ def temporary_password(user_id: int):
     try:
         password = services.issue_temporary_password(current_user, user)
     except DomainError as exc:
-        return _refused(exc, url_for("users.show", user_id=user.id))
+        return refuse_and_redirect(exc, url_for("users.show", user_id=user.id))
     db.session.commit()
     return render_template("users/password_issued.html", user=user, password=password)
 
@@ -202,10 +193,11 @@ def temporary_password(user_id: int):
 @login_required
 def move(user_id: int):
     user = _target_or_404(user_id)
-    if not services.may_manage(current_user, user) or not services.move_candidates(current_user, user):
+    candidates = services.move_candidates(current_user, user) if services.may_manage(current_user, user) else []
+    if not candidates:
         abort(403)
     form = MoveForm()
-    form.supervisor_id.choices = choices((s.id, s.login) for s in services.move_candidates(current_user, user))
+    form.supervisor_id.choices = choices((s.id, s.login) for s in candidates)
     if not form.validate_on_submit():
         flash(_("Choose a supervisor you may hand this agent to."), "error")
         return redirect(url_for("users.show", user_id=user.id))
@@ -213,7 +205,7 @@ def move(user_id: int):
     try:
         services.move_agent(current_user, user, target)
     except DomainError as exc:
-        return _refused(exc, url_for("users.show", user_id=user.id))
+        return refuse_and_redirect(exc, url_for("users.show", user_id=user.id))
     db.session.commit()
     flash(_("%(login)s now works for %(sup)s.", login=user.login, sup=target.login), "success")
     return redirect(url_for("users.show", user_id=user.id))
@@ -235,7 +227,7 @@ def role(user_id: int):
     try:
         grant = services.change_role(current_user, user, form.role.data, manager)
     except DomainError as exc:
-        return _refused(exc, url_for("users.show", user_id=user.id))
+        return refuse_and_redirect(exc, url_for("users.show", user_id=user.id))
     db.session.commit()
     if grant:
         return render_template("users/handover.html", grant=grant, half=grant.handover_part, first=True)
@@ -273,7 +265,7 @@ def _decide(grant_id: int, confirm: bool):
         second_half = services.decide_grant(current_user, grant, confirm=confirm,
                                             reason=None if confirm else form.reason.data)
     except DomainError as exc:
-        return _refused(exc, url_for("users.grants"))
+        return refuse_and_redirect(exc, url_for("users.grants"))
     db.session.commit()
     if confirm:
         return render_template("users/handover.html", grant=grant, half=second_half, first=False)

@@ -169,14 +169,16 @@ def record_visit(agent: User, item: dict) -> Outcome:
         raise _invalid("note", _l("Text of up to %(n)d characters.", n=NOTE_MAX))
     lat, lon, accuracy = _gps(item.get("gps"))
     _refuse_if_locked(building, flat, at)
-    visit = _insert(agent, building, flat, outcome, at, client_id, request, lat, lon, accuracy,
-                    note=(note or "").strip() or None, **fields)
-    if visit.request != request or visit.agent_id != agent.id or not getattr(visit, "_inserted", False):
-        return _replay(visit, agent, request)  # a parallel retry stored it first: a duplicate, not a second create
+    visit, inserted = _insert(agent, building, flat, outcome, at, client_id, request, lat, lon, accuracy,
+                              note=(note or "").strip() or None, **fields)
+    if not inserted:  # a parallel retry stored it first: a duplicate, not a second create
+        return _replay(visit, agent, request)
     return Outcome("created", visit)
 
 
-def _insert(agent, building, flat, outcome, at, client_id, request, lat, lon, accuracy, **fields) -> Visit:
+def _insert(agent, building, flat, outcome, at, client_id, request, lat, lon, accuracy,
+            **fields) -> tuple[Visit, bool]:
+    """Store a visit; (the visit, True), or (the row a parallel retry stored first, False)."""
     gps = rules.check_gps(building.lat, building.lon, lat, lon, accuracy)
     visit = Visit(client_id=client_id, agent_id=agent.id, supervisor_id=agent.manager_id, building_id=building.id,
                   flat=flat, outcome=outcome, at=at, recorded_at=clock.now(), lat=lat, lon=lon, accuracy=accuracy,
@@ -190,9 +192,8 @@ def _insert(agent, building, flat, outcome, at, client_id, request, lat, lon, ac
         existing = db.session.scalar(select(Visit).where(Visit.client_id == client_id))
         if existing is None:
             raise
-        return existing
-    visit._inserted = True  # this call stored it (a plain attribute, never a column)
-    return visit
+        return existing, False
+    return visit, True
 
 
 def _replay(existing: Visit, agent: User, request: str) -> Outcome:
@@ -246,7 +247,7 @@ def record_contract(agent: User, item: dict) -> Outcome:
 def link_signed_visit(contract: Contract, client_id: str, request: str, lat=None, lon=None, accuracy=None) -> Visit:
     """The ``signed`` visit of a contract signed at the door (the funnel counts it)."""
     return _insert(contract.agent, contract.building, contract.flat, "signed", contract.at, client_id, request,
-                   lat, lon, accuracy, contract_id=contract.id)
+                   lat, lon, accuracy, contract_id=contract.id)[0]
 
 
 def unlock(actor: User | None, building: Building, flat: int, reason: str) -> DoorUnlock:
