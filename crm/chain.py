@@ -11,6 +11,8 @@ was rewritten and re-hashed from the start.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -237,97 +239,276 @@ class VerifyResult:
         return f"{name} broken at {self.broken_at}: {self.reason}"
 
 
-def verify(session: Session, model, expect: tuple[int, str] | None = None, batch: int = 20000) -> VerifyResult:
-    """Recompute every link of ``model``'s chain in position order; stop at the first broken one.
+#: A chain longer than this per extra process is verified in parallel (one process per core).
+PARALLEL_MIN_ROWS = 100_000
+#: Most processes one verify forks, whatever the machine has.
+PARALLEL_MAX = 8
 
-    Reads with the raw driver cursor and encodes the stored values directly (the same
-    bytes ``canonical`` produces), because this runs over millions of rows.
+
+def verify(session: Session, model, expect: tuple[int, str] | None = None, batch: int = 20000,
+           workers: int | None = None, min_rows_per_worker: int = PARALLEL_MIN_ROWS) -> VerifyResult:
+    """Recompute every link of ``model``'s chain in position order; report the first broken one.
+
+    Reads with the raw driver cursor and encodes the stored values with an encoder generated
+    for the table (the same bytes ``canonical`` produces), because this runs over millions of
+    rows. Each link can be checked from its own row (its ``prev_hash`` against the stored hash
+    of the row before, its hash against its content), so a long chain is cut into position
+    ranges checked side by side — this process and forked ones, one per core (``workers``,
+    default the cores this process may use) — and their verdicts joined in position order.
+    A hash that differs is re-checked with the typed row and ``canonical`` before it is
+    reported, so a value the fast encoder does not know can slow a check, never fail it.
     """
-    fields = sorted(model.__chain_fields__)
-    table = model.__table__
     dialect = session.get_bind().dialect.name
-    sql = (f"SELECT position, idempotency_key, prev_hash, hash, {', '.join(fields)} "
-           f"FROM {table.name} ORDER BY position")
-    encoders = [_raw_encoder(table.c[name].type, dialect) for name in fields]
+    scan = _Scan.of(model, dialect)
     connection = session.connection().connection  # the DBAPI connection of this transaction
-    if dialect == "postgresql":
-        cursor = connection.cursor(name=f"verify_{table.name}")  # server-side: streams
-        cursor.itersize = batch
-    else:
-        cursor = connection.cursor()
+    cursor = connection.cursor()
     try:
-        cursor.execute(sql)
-        return _verify_cursor(cursor, fields, encoders, expect, batch)
+        cursor.execute(f"SELECT min(position), max(position), count(*) FROM {scan.table}")
+        lowest, last, count = cursor.fetchone()
     finally:
         cursor.close()
+    processes = _processes(session, workers, count, min_rows_per_worker)
+    if processes <= 1 or lowest != 1 or count != last:  # a gap or a stray position: one scan pinpoints it
+        parts = [scan.run(connection, None, ZERO_HASH, expect, batch)]
+    else:
+        parts = _run_parallel(session, scan, connection, _ranges(last, processes), expect, batch)
+    return _join(parts, expect)
 
 
-def _raw_encoder(column_type, dialect: str):
-    """A function from a raw driver value of this column to its canonical token."""
-    from crm.types import UTCDateTime
-
-    if isinstance(column_type, UTCDateTime):
-        if dialect == "sqlite":
-            def encode_sqlite_datetime(value):
-                if value is None:
-                    return "~"
-                if len(value) == 26 and value[10] == " ":  # SQLAlchemy's storage format, microseconds always
-                    return f"27:{value[:10]}T{value[11:]}Z"
-                return _encode(datetime.fromisoformat(value).replace(tzinfo=timezone.utc))
-            return encode_sqlite_datetime
-
-        def encode_datetime(value):
-            if value is None:
-                return "~"
-            return f"27:{value.isoformat(timespec='microseconds')}Z" if value.year >= 1000 else _encode(
-                value.replace(tzinfo=timezone.utc))
-        return encode_datetime
-
-    def encode_plain(value):
-        if value is None:
-            return "~"
-        if value is True or value is False:
-            return "1:1" if value else "1:0"
-        text_ = value if isinstance(value, str) else str(value)
-        return f"{len(text_)}:{text_}"
-    return encode_plain
+def _processes(session: Session, workers: int | None, count: int, min_rows: int) -> int:
+    if workers is None:
+        try:
+            workers = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            workers = os.cpu_count() or 1
+    workers = max(1, min(workers, PARALLEL_MAX, count // max(min_rows, 1)))
+    if workers > 1:
+        url = session.get_bind().url
+        if url.get_backend_name() == "sqlite" and (url.database or ":memory:") in (":memory:", ""):
+            return 1  # another process cannot see an in-memory database
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return 1
+    return workers
 
 
-def _verify_cursor(cursor, fields, encoders, expect, batch) -> VerifyResult:
-    sha256 = hashlib.sha256
-    prefixes = [f"{name}=" for name in fields]
-    pairs = list(zip(prefixes, encoders))
-    expected_pos, prev, count = 1, ZERO_HASH, 0
-    expect_pos = expect[0] if expect is not None else -1
+def _ranges(last: int, parts: int) -> list[tuple[int, int]]:
+    """``1..last`` cut into ``parts`` consecutive ranges of (almost) equal length."""
+    step, extra = divmod(last, parts)
+    out, lo = [], 1
+    for i in range(parts):
+        hi = lo + step - 1 + (1 if i < extra else 0)
+        out.append((lo, hi))
+        lo = hi + 1
+    return out
 
-    def broken(at: int, reason: str) -> VerifyResult:
-        return VerifyResult(False, count, expected_pos - 1, prev, at, reason)
 
-    while True:
-        rows = cursor.fetchmany(batch)
-        if not rows:
-            break
-        for row in rows:
-            position = row[0]
-            if position != expected_pos:
-                return broken(expected_pos, f"entry missing (next stored position is {position})")
-            if row[2] != prev:
-                return broken(position, "previous hash does not match the entry before it")
-            key = row[1]
-            parts = [str(position), f"{len(key)}:{key}"]
-            parts += [prefix + encode(value) for (prefix, encode), value in zip(pairs, row[4:])]
-            digest = sha256(bytes.fromhex(prev) + "\n".join(parts).encode("utf-8")).hexdigest()
-            stored = row[3]
-            if digest != stored:
-                return broken(position, "hash does not match the entry's content")
-            if position == expect_pos and stored != expect[1]:
-                return broken(position, f"hash differs from the published head {format_head(*expect)}")
-            prev, count, expected_pos = stored, count + 1, expected_pos + 1
+@dataclass
+class _Part:
+    """The verdict on one range: rows checked, the stored hash before its first row and of its
+    last good row, and where (and why) it broke."""
+
+    lo: int | None
+    first_prev: str | None
+    count: int
+    last_hash: str
+    broken_at: int | None = None
+    reason: str | None = None
+
+
+#: What a forked verify process needs; set just before the fork, so children inherit it.
+_FORKED: dict[str, Any] = {}
+
+
+def _run_parallel(session, scan, connection, ranges, expect, batch) -> list[_Part]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    _FORKED.update(engine=session.get_bind(), scan=scan)
+    context = multiprocessing.get_context("fork")
+    try:
+        with ProcessPoolExecutor(max_workers=len(ranges) - 1, mp_context=context) as pool:
+            futures = [pool.submit(_verify_range, lo, hi, expect, batch) for lo, hi in ranges[1:]]
+            first = scan.run(connection, ranges[0], ZERO_HASH, expect, batch)
+            return [first] + [future.result() for future in futures]
+    finally:
+        _FORKED.clear()
+
+
+def _verify_range(lo: int, hi: int, expect, batch) -> _Part:
+    """In a forked process: check ``lo..hi`` on a connection of its own."""
+    engine, scan = _FORKED["engine"], _FORKED["scan"]
+    engine.dispose(close=False)  # the parent's pooled connections stay the parent's
+    connection = engine.raw_connection()
+    try:
+        return scan.run(connection.driver_connection, (lo, hi), None, expect, batch)
+    finally:
+        connection.close()
+
+
+def _join(parts: list[_Part], expect) -> VerifyResult:
+    prev, count = ZERO_HASH, 0
+    for part in parts:
+        if part.first_prev is not None and part.first_prev != prev:
+            return VerifyResult(False, count, count, prev, part.lo, "previous hash does not match the entry before it")
+        if part.broken_at is not None:
+            return VerifyResult(False, count + part.count, part.broken_at - 1,
+                                part.last_hash if part.count else prev, part.broken_at, part.reason)
+        prev, count = part.last_hash if part.count else prev, count + part.count
     if expect is not None and expect[0] > count:
-        return broken(expect[0], f"published head is beyond the last entry ({count})")
+        return VerifyResult(False, count, count, prev, expect[0], f"published head is beyond the last entry ({count})")
     if expect is not None and expect[0] == 0 and expect[1] != ZERO_HASH:
-        return broken(0, "the head of an empty chain is 64 zeros")
+        return VerifyResult(False, count, count, prev, 0, "the head of an empty chain is 64 zeros")
     return VerifyResult(True, count, count, prev)
+
+
+class _Scan:
+    """How to read and re-hash one chained table on one database: the SELECT and a row encoder
+    generated for its columns (no per-value function calls), plus the exact, typed re-check."""
+
+    _cache: ClassVar[dict] = {}
+
+    def __init__(self, model, dialect: str):
+        from crm.types import UTCDateTime
+
+        self.model, self.dialect = model, dialect
+        self.table = model.__table__.name
+        self.fields = sorted(model.__chain_fields__)
+        columns, self._fallback = [], {}
+        prelude, tokens = [], []
+        for i, name in enumerate(self.fields):
+            column_type = model.__table__.c[name].type
+            value = f"v{i}"
+            if isinstance(column_type, UTCDateTime):
+                # text 'YYYY-MM-DD HH:MM:SS.ffffff': SQLAlchemy's SQLite storage, to_char on PostgreSQL;
+                # anything else gives a token that cannot match, and the typed re-check decides
+                columns.append(name if dialect == "sqlite" else f"to_char({name}, 'YYYY-MM-DD HH24:MI:SS.US')")
+                prelude.append(f"    t{i} = '~' if {value} is None else ('27:' + {value}[:10] + 'T' + {value}[11:] + 'Z'"
+                               f" if len({value}) == 26 else '?')")
+            else:
+                columns.append(name)
+                kind = _python_type(column_type)
+                if kind is str:
+                    prelude.append(f"    t{i} = '~' if {value} is None else f'{{len({value})}}:{{{value}}}'")
+                elif kind is int:
+                    prelude.append(f"    if {value} is None:\n        t{i} = '~'\n    else:\n"
+                                   f"        s = str({value})\n        t{i} = f'{{len(s)}}:{{s}}'")
+                elif kind is bool:
+                    prelude.append(f"    t{i} = '~' if {value} is None else ('1:1' if {value} else '1:0')")
+                else:  # unknown here: the generic encoder, one call per value
+                    self._fallback[f"enc{i}"] = _encode
+                    prelude.append(f"    t{i} = enc{i}({value})")
+            tokens.append(f"{name}={{t{i}}}")
+        self.sql = (f"SELECT position, idempotency_key, prev_hash, hash, {', '.join(columns)} "
+                    f"FROM {self.table}")
+        names = ", ".join(f"v{i}" for i in range(len(self.fields)))
+        source = "\n".join([f"def encode(row):", f"    position, key, _prev, _hash, {names} = row", *prelude,
+                            "    return f\"{position}\\n{len(key)}:{key}\\n" + "\\n".join(tokens) + "\".encode()"])
+        namespace = dict(self._fallback)
+        exec(compile(source, f"<chain encoder {self.table}/{dialect}>", "exec"), namespace)  # noqa: S102
+        self.encode = namespace["encode"]
+
+    @classmethod
+    def of(cls, model, dialect: str) -> "_Scan":
+        key = (model, dialect)
+        if key not in cls._cache:
+            cls._cache[key] = cls(model, dialect)
+        return cls._cache[key]
+
+    def run(self, connection, bounds: tuple[int, int] | None, prev: str | None, expect, batch: int) -> _Part:
+        """Check the rows in ``bounds`` (all rows if None). ``prev`` is the hash the first row must
+        follow; None takes the first row's own ``prev_hash`` (the caller links the ranges)."""
+        sql = self.sql
+        if bounds is not None:
+            sql += f" WHERE position BETWEEN {int(bounds[0])} AND {int(bounds[1])}"
+        sql += " ORDER BY position"
+        if self.dialect == "postgresql":
+            cursor = connection.cursor(name=f"verify_{self.table}_{os.getpid()}")  # server-side: streams
+            cursor.itersize = batch
+        else:
+            cursor = connection.cursor()
+        try:
+            cursor.execute(sql)
+            return self._check(connection, cursor, bounds, prev, expect, batch)
+        finally:
+            cursor.close()
+
+    def _check(self, connection, cursor, bounds, prev, expect, batch) -> _Part:
+        sha256, fromhex, encode = hashlib.sha256, bytes.fromhex, self.encode
+        expected_pos = bounds[0] if bounds else 1
+        part = _Part(expected_pos, None, 0, prev or ZERO_HASH)
+        expect_pos = expect[0] if expect is not None else -1
+        first = True
+
+        def broken(at: int, reason: str) -> _Part:
+            part.broken_at, part.reason = at, reason
+            return part
+
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                break
+            for row in rows:
+                position = row[0]
+                if position != expected_pos:
+                    return broken(expected_pos, f"entry missing (next stored position is {position})")
+                if first and prev is None:
+                    part.first_prev = prev = row[2]
+                elif row[2] != prev:
+                    return broken(position, "previous hash does not match the entry before it")
+                first = False
+                stored = row[3]
+                if sha256(fromhex(prev) + encode(row)).hexdigest() != stored and not self._exact(connection, row):
+                    return broken(position, "hash does not match the entry's content")
+                if position == expect_pos and stored != expect[1]:
+                    return broken(position, f"hash differs from the published head {format_head(*expect)}")
+                prev, expected_pos = stored, expected_pos + 1
+                part.count, part.last_hash = part.count + 1, stored
+        if bounds is not None and expected_pos <= bounds[1]:
+            return broken(expected_pos, "entry missing (the chain ends before it)")
+        return part
+
+    def _exact(self, connection, row) -> bool:
+        """The stored hash of ``row`` recomputed from its typed values and ``canonical``."""
+        from sqlalchemy import select as select_
+
+        table = self.model.__table__
+        statement = select_(*[table.c[name] for name in self.fields]).where(table.c.position == row[0])
+        compiled = statement.compile(dialect=_dialect(self.dialect), compile_kwargs={"literal_binds": True})
+        cursor = connection.cursor()
+        try:
+            cursor.execute(str(compiled))
+            raw = cursor.fetchone()
+        finally:
+            cursor.close()
+        if raw is None:
+            return False
+        values = {}
+        for name, value in zip(self.fields, raw):
+            column_type = table.c[name].type
+            processor = column_type.result_processor(_dialect(self.dialect), None)
+            values[name] = processor(value) if processor else value
+        try:
+            payload = canonical(row[0], row[1], values)
+        except (TypeError, ValueError):
+            return False
+        return link_hash(row[2], payload) == row[3]
+
+
+def _python_type(column_type):
+    try:
+        return column_type.python_type
+    except NotImplementedError:
+        return None
+
+
+def _dialect(name: str):
+    if name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.dialect()
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.dialect()
+
 
 
 # --- guards --------------------------------------------------------------------------

@@ -182,3 +182,74 @@ def test_a_backdated_version_is_refused_from_the_page(demo_app, clock):
     sup = demo_app.test_client()
     login(sup, "sup1")
     assert post(sup, "/rates", {**form, "effective_from": "2026-12-05T00:00"}, token_from="/rates").status_code == 403
+
+
+TAMPERS = {  # name: (statements behind dropped triggers, where verify must break, why)
+    "none": ([], None, None),
+    "amount at a range's first row": (["UPDATE ledger_entries SET amount = amount + 1 WHERE position = 5"], 5,
+                                      "hash does not match the entry's content"),
+    "reason at a range's last row": (["UPDATE ledger_entries SET reason = 'x' WHERE position = 8"], 8,
+                                     "hash does not match the entry's content"),
+    "link across two ranges": (["UPDATE ledger_entries SET prev_hash = hash WHERE position = 9"], 9,
+                               "previous hash does not match the entry before it"),
+    "a deleted row": (["UPDATE ledger_entries SET ref_position = NULL WHERE ref_position = 6",
+                       "DELETE FROM ledger_entries WHERE position = 6"], 6, None),
+    "a stray position": (["UPDATE ledger_entries SET position = 40 WHERE position = 12"], 12, None),
+}
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERS))
+def test_verify_in_parallel_ranges_gives_the_one_scan_verdict(ledger_world, demo_db_url, backend, tamper):
+    """Three forked ranges of four entries each: the same verdict, position and reason as one scan."""
+    from crm.database import write_intent
+    from crm.extensions import db
+    from crm.ledger.models import LedgerEntry
+
+    statements, broken_at, reason = TAMPERS[tamper]
+    engine = _drop_guards(demo_db_url, backend)
+    with engine.connect() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    engine.dispose()
+    with ledger_world.app_context():
+        token = write_intent.set(False)
+        try:
+            one = chain.verify(db.session, LedgerEntry, workers=1)
+            db.session.rollback()
+            parallel = chain.verify(db.session, LedgerEntry, workers=3, min_rows_per_worker=1)
+            db.session.rollback()
+            published = (6, "0" * 64)
+            wrong_head = chain.verify(db.session, LedgerEntry, expect=published, workers=3, min_rows_per_worker=1)
+            db.session.rollback()
+        finally:
+            write_intent.reset(token)
+    assert parallel == one
+    assert parallel.ok is (broken_at is None)
+    assert parallel.broken_at == broken_at
+    if reason:
+        assert parallel.reason == reason
+    if broken_at is None:
+        assert parallel.count == 12
+        assert wrong_head.broken_at == 6 and wrong_head.reason.startswith("hash differs from the published head")
+    else:
+        assert parallel.count == broken_at - 1
+
+
+def test_a_datetime_stored_in_another_text_form_is_rechecked_not_reported(ledger_world, demo_db_url, backend):
+    """SQLite may hold a datetime without its microseconds: the fast encoder does not know that
+    form, the typed re-check does, so the chain still verifies; a changed time still breaks it."""
+    if backend != "sqlite":
+        pytest.skip("SQLite's text datetimes")
+    engine = _drop_guards(demo_db_url, backend)
+    with engine.connect() as conn:
+        short = conn.execute(text("UPDATE ledger_entries SET at = substr(at, 1, 19) "
+                                  "WHERE substr(at, 21) = '000000'")).rowcount
+    runner = ledger_world.test_cli_runner()
+    result = runner.invoke(args=["ledger", "verify"])
+    assert short > 0
+    assert result.exit_code == 0 and result.output.startswith("ledger ok: 12 entries")
+    with engine.connect() as conn:
+        conn.execute(text("UPDATE ledger_entries SET at = '2020-01-01 00:00:00' WHERE position = 4"))
+    engine.dispose()
+    result = runner.invoke(args=["ledger", "verify"])
+    assert result.output == "ledger broken at 4: hash does not match the entry's content\n"
