@@ -47,23 +47,27 @@ def sync():
     for item in items:
         client_id = item.get("client_id") if isinstance(item, dict) else None
         answer = {"client_id": client_id, "status": "rejected", "id": None, "contract_number": None, "error": None}
-        savepoint = db.session.begin_nested()
+        kind = item.get("type") if isinstance(item, dict) else None
+        # a visit writes one row, last, after every check: nothing to undo when it is refused;
+        # a contract writes several (contract, ledger, audit), so it gets a savepoint of its own
+        savepoint = db.session.begin_nested() if kind == "contract" else None
         try:
-            if not isinstance(item, dict) or item.get("type") not in ("visit", "contract"):
+            if kind not in ("visit", "contract"):
                 raise DomainError("invalid", _("Each item needs a type: visit or contract."),
                                   {"type": _("visit or contract")})
-            outcome = (services.record_visit if item["type"] == "visit" else services.record_contract)(
-                current_user, item)
+            outcome = (services.record_visit if kind == "visit" else services.record_contract)(current_user, item)
         except DomainError as exc:
-            savepoint.rollback()
+            if savepoint is not None:
+                savepoint.rollback()
             answer["error"] = _error(exc)
             if exc.code == "flat_taken" and current_user.manager_id:
                 territories.notify(current_user.manager_id, "sync_rejected",
                                    {"agent": current_user.name or current_user.login,
                                     "message": str(exc.message)}, link="/contracts")
         else:
-            savepoint.commit()
-            answer.update(status=outcome.status, id=outcome.visit.id if outcome.visit else None,
+            if savepoint is not None:
+                savepoint.commit()
+            answer.update(status=outcome.status, id=outcome.visit_id,
                           contract_number=outcome.contract.number if outcome.contract else None)
         results.append(answer)
     db.session.commit()

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Boolean, Date, Float, Integer, Text, bindparam, column, func, select, text
 
 from crm import clock
 from crm.audit.services import record
@@ -26,6 +25,7 @@ from crm.extensions import db
 from crm.ledger.services import parse_local_datetime
 from crm.users.models import SALES_HEAD, SUPERVISOR, User
 from crm.visits import rules
+from crm.types import UTCDateTime
 from crm.visits.models import DoorUnlock, Visit
 from territories import services as territories
 from territories.models import Building, Territory
@@ -96,9 +96,18 @@ def building_for(agent: User, building_id, at: datetime) -> Building:
     building = db.session.scalar(select(Building).where(
         Building.id == building_id, Building.zone_id.in_(territories.agent_zone_ids(agent, day))))
     if building is None:
-        raise NotFound("not_your_zone", _l("This building is not in a zone you walk."),
-                       {"building_id": _l("Not in your zones.")})
+        raise _not_your_zone()
     return building
+
+
+def _not_your_zone() -> NotFound:
+    return NotFound("not_your_zone", _l("This building is not in a zone you walk."),
+                    {"building_id": _l("Not in your zones.")})
+
+
+def _locked(flat: int, outcome: str) -> Conflict:
+    return Conflict("door_locked", _l("Flat %(flat)d is locked (%(outcome)s); your supervisor can unlock it.",
+                                      flat=flat, outcome=outcome), {"flat": _l("Locked.")})
 
 
 def _flat(building: Building, flat) -> int:
@@ -123,15 +132,61 @@ def _refuse_if_locked(building: Building, flat: int, at: datetime) -> None:
     arriving late) is still the record of what happened and is accepted."""
     locked = last_locking_visit(building.id, flat)
     if locked is not None and at > locked.at:
-        raise Conflict("door_locked", _l("Flat %(flat)d is locked (%(outcome)s); your supervisor can unlock it.",
-                                         flat=flat, outcome=locked.outcome), {"flat": _l("Locked.")})
+        raise _locked(flat, locked.outcome)
 
 
 @dataclass
 class Outcome:
     status: str  # created | duplicate
-    visit: Visit | None = None
+    visit_id: int | None = None
     contract: Contract | None = None
+
+
+#: What one visit item needs to know, in one round trip: the stored visit with this client id
+#: (a replay), the building and whether it lies in a zone the agent walks on the visit's day,
+#: and the door's lock — its last locking visit and whether an unlock lifted it. The phone's
+#: sync sends thousands of these an hour, so this is plain SQL on the session's connection.
+_DOOR_FACTS = text(f"""
+SELECT v.id, v.agent_id, v.request,
+       b.id, b.lat, b.lon, b.apartments,
+       EXISTS (SELECT 1 FROM zone_assignments za
+               WHERE za.agent_id = :agent_id AND za.zone_id = b.zone_id AND za.valid_from <= :day
+                 AND (za.valid_to IS NULL OR za.valid_to >= :day)) AS in_zone,
+       l.id, l.at, l.outcome,
+       EXISTS (SELECT 1 FROM door_unlocks u WHERE u.visit_id = l.id) AS lifted
+FROM (SELECT 1 AS one) AS o
+LEFT JOIN visits v ON v.client_id = :client_id
+LEFT JOIN buildings b ON b.id = :building_id
+LEFT JOIN visits l ON l.id = (
+    SELECT lv.id FROM visits lv
+    WHERE lv.building_id = :building_id AND lv.flat = :flat
+      AND lv.outcome IN ({", ".join(f"'{o}'" for o in sorted(rules.LOCKING))})
+    ORDER BY lv.at DESC, lv.id DESC LIMIT 1)
+""").bindparams(bindparam("day", type_=Date)).columns(
+    column("visit_id", Integer), column("visit_agent_id", Integer), column("visit_request", Text),
+    column("building_id", Integer), column("lat", Float), column("lon", Float), column("apartments", Integer),
+    column("in_zone", Boolean), column("lock_id", Integer), column("lock_at", UTCDateTime),
+    column("lock_outcome", Text), column("lifted", Boolean))
+
+_VISIT_COLUMNS = ("client_id", "agent_id", "supervisor_id", "building_id", "flat", "outcome", "note", "at",
+                  "recorded_at", "lat", "lon", "accuracy", "distance_m", "gps_colour", "flagged", "flag_reason",
+                  "callback_at", "competitor", "phone", "contract_id", "request")
+#: Stores a visit unless its client id is stored already (a parallel retry): then no row comes back.
+_INSERT_VISIT = text(
+    f"INSERT INTO visits ({', '.join(_VISIT_COLUMNS)}) VALUES ({', '.join(':' + c for c in _VISIT_COLUMNS)}) "
+    f"ON CONFLICT (client_id) DO NOTHING RETURNING id"
+).bindparams(*[bindparam(c, type_=UTCDateTime) for c in ("at", "recorded_at", "callback_at")],
+             bindparam("flagged", type_=Boolean))
+_STORED_VISIT = text("SELECT id, agent_id, request, contract_id FROM visits WHERE client_id = :client_id")
+
+
+def _lenient_day(raw) -> date:
+    """The company-time day of a raw ``at`` for the zone check, today if it does not parse (the
+    item is then refused for its time, after the replay check)."""
+    try:
+        return clock.ensure_utc(_moment(raw, "at")).astimezone(clock.company_zone()).date()
+    except DomainError:
+        return clock.today()
 
 
 def record_visit(agent: User, item: dict) -> Outcome:
@@ -139,17 +194,25 @@ def record_visit(agent: User, item: dict) -> Outcome:
     client_id = _client_id(item)
     request = _canonical({k: item.get(k) for k in ("building_id", "flat", "outcome", "at", "gps", "note",
                                                    "callback_at", "competitor", "phone")})
-    existing = db.session.scalar(select(Visit).where(Visit.client_id == client_id))
-    if existing is not None:
-        return _replay(existing, agent, request)
+    building_id, flat = item.get("building_id"), item.get("flat")
+    known_ids = isinstance(building_id, int) and not isinstance(building_id, bool) and abs(building_id) < 2**31
+    facts = db.session.connection().execute(_DOOR_FACTS, {
+        "client_id": client_id, "agent_id": agent.id, "day": _lenient_day(item.get("at")),
+        "building_id": building_id if known_ids else None,
+        "flat": flat if isinstance(flat, int) and not isinstance(flat, bool) and abs(flat) < 2**31 else None,
+    }).one()
+    if facts.visit_id is not None:
+        return _replay(facts.visit_id, facts.visit_agent_id, facts.visit_request, agent, request)
     outcome = item.get("outcome")
     if outcome not in rules.OUTCOMES:
         raise _invalid("outcome", _l("One of: %(outcomes)s.", outcomes=", ".join(rules.OUTCOMES)))
     if outcome == "signed":
         raise _invalid("outcome", _l("A signed door is sent as a contract item."))
     at = _business_time(item.get("at"))
-    building = building_for(agent, item.get("building_id"), at)
-    flat = _flat(building, item.get("flat"))
+    if facts.building_id is None or not facts.in_zone:
+        raise _not_your_zone()
+    if isinstance(flat, bool) or not isinstance(flat, int) or not 1 <= flat <= facts.apartments:
+        raise _invalid("flat", _l("Flat must be a number from 1 to %(n)d.", n=facts.apartments))
     fields: dict = {}
     if outcome == "callback":
         fields["callback_at"] = clock.ensure_utc(_moment(item.get("callback_at"), "callback_at"))
@@ -168,39 +231,34 @@ def record_visit(agent: User, item: dict) -> Outcome:
     if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
         raise _invalid("note", _l("Text of up to %(n)d characters.", n=NOTE_MAX))
     lat, lon, accuracy = _gps(item.get("gps"))
-    _refuse_if_locked(building, flat, at)
-    visit, inserted = _insert(agent, building, flat, outcome, at, client_id, request, lat, lon, accuracy,
-                              note=(note or "").strip() or None, **fields)
+    if facts.lock_id is not None and not facts.lifted and at > facts.lock_at:
+        raise _locked(flat, facts.lock_outcome)
+    visit_id, inserted = _insert(agent, building_id, facts.lat, facts.lon, flat, outcome, at, client_id, request,
+                                 lat, lon, accuracy, note=(note or "").strip() or None, **fields)
     if not inserted:  # a parallel retry stored it first: a duplicate, not a second create
-        return _replay(visit, agent, request)
-    return Outcome("created", visit)
+        stored = db.session.connection().execute(_STORED_VISIT, {"client_id": client_id}).one()
+        return _replay(stored.id, stored.agent_id, stored.request, agent, request)
+    return Outcome("created", visit_id)
 
 
-def _insert(agent, building, flat, outcome, at, client_id, request, lat, lon, accuracy,
-            **fields) -> tuple[Visit, bool]:
-    """Store a visit; (the visit, True), or (the row a parallel retry stored first, False)."""
-    gps = rules.check_gps(building.lat, building.lon, lat, lon, accuracy)
-    visit = Visit(client_id=client_id, agent_id=agent.id, supervisor_id=agent.manager_id, building_id=building.id,
+def _insert(agent, building_id, building_lat, building_lon, flat, outcome, at, client_id, request,
+            lat, lon, accuracy, **fields) -> tuple[int, bool]:
+    """Store a visit; (its id, True), or (None, False) when a parallel retry stored this client id first."""
+    gps = rules.check_gps(building_lat, building_lon, lat, lon, accuracy)
+    values = dict.fromkeys(_VISIT_COLUMNS)
+    values.update(client_id=client_id, agent_id=agent.id, supervisor_id=agent.manager_id, building_id=building_id,
                   flat=flat, outcome=outcome, at=at, recorded_at=clock.now(), lat=lat, lon=lon, accuracy=accuracy,
                   distance_m=round(gps.distance_m, 1) if gps.distance_m is not None else None,
                   gps_colour=gps.colour, flagged=gps.flagged, flag_reason=gps.reason, request=request, **fields)
-    try:
-        with db.session.begin_nested():
-            db.session.add(visit)
-            db.session.flush()
-    except IntegrityError:  # the same client id arrived through a parallel retry
-        existing = db.session.scalar(select(Visit).where(Visit.client_id == client_id))
-        if existing is None:
-            raise
-        return existing, False
-    return visit, True
+    visit_id = db.session.connection().execute(_INSERT_VISIT, values).scalar()
+    return visit_id, visit_id is not None
 
 
-def _replay(existing: Visit, agent: User, request: str) -> Outcome:
-    if existing.agent_id != agent.id or existing.request != request:
+def _replay(visit_id: int, visit_agent_id: int, stored_request: str, agent: User, request: str) -> Outcome:
+    if visit_agent_id != agent.id or stored_request != request:
         raise Conflict("client_id_reused", _l("This client id was already used for different data."),
                        {"client_id": _l("Already used.")})
-    return Outcome("duplicate", existing)
+    return Outcome("duplicate", visit_id)
 
 
 def record_contract(agent: User, item: dict) -> Outcome:
@@ -218,9 +276,9 @@ def record_contract(agent: User, item: dict) -> Outcome:
     request = _canonical({k: item.get(k) for k in ("building_id", "flat", "subscriber", "tariff", "addons",
                                                    "adult_confirmed", "at", "gps")})
     visit_key = f"{client_id}#signed"
-    existing = db.session.scalar(select(Visit).where(Visit.client_id == visit_key))
+    existing = db.session.connection().execute(_STORED_VISIT, {"client_id": visit_key}).one_or_none()
     if existing is not None:
-        outcome = _replay(existing, agent, request)
+        outcome = _replay(existing.id, existing.agent_id, existing.request, agent, request)
         outcome.contract = db.session.get(Contract, existing.contract_id)
         return outcome
     at = _business_time(item.get("at"))
@@ -233,21 +291,25 @@ def record_contract(agent: User, item: dict) -> Outcome:
                                        tariff_code=item.get("tariff") or "", addon_codes=addons,
                                        adult_confirmed=item.get("adult_confirmed") is True, at=at, client_id=client_id)
     if not created:  # a parallel retry signed it first: answer as its replay would be answered
-        existing = db.session.scalar(select(Visit).where(Visit.client_id == visit_key))
+        existing = db.session.connection().execute(_STORED_VISIT, {"client_id": visit_key}).one_or_none()
         if existing is None:
             raise Conflict("client_id_reused", _l("This client id was already used for different data."),
                            {"client_id": _l("Already used.")})
-        outcome = _replay(existing, agent, request)
+        outcome = _replay(existing.id, existing.agent_id, existing.request, agent, request)
         outcome.contract = contract
         return outcome
-    visit = link_signed_visit(contract, visit_key, request, lat, lon, accuracy)
-    return Outcome("created", visit, contract)
+    visit_id = link_signed_visit(contract, visit_key, request, lat, lon, accuracy)
+    return Outcome("created", visit_id, contract)
 
 
-def link_signed_visit(contract: Contract, client_id: str, request: str, lat=None, lon=None, accuracy=None) -> Visit:
-    """The ``signed`` visit of a contract signed at the door (the funnel counts it)."""
-    return _insert(contract.agent, contract.building, contract.flat, "signed", contract.at, client_id, request,
-                   lat, lon, accuracy, contract_id=contract.id)[0]
+def link_signed_visit(contract: Contract, client_id: str, request: str, lat=None, lon=None, accuracy=None) -> int:
+    """The ``signed`` visit of a contract signed at the door (the funnel counts it); its id."""
+    building = contract.building
+    visit_id, inserted = _insert(contract.agent, building.id, building.lat, building.lon, contract.flat, "signed",
+                                 contract.at, client_id, request, lat, lon, accuracy, contract_id=contract.id)
+    if not inserted:
+        visit_id = db.session.connection().execute(_STORED_VISIT, {"client_id": client_id}).one().id
+    return visit_id
 
 
 def unlock(actor: User | None, building: Building, flat: int, reason: str) -> DoorUnlock:
