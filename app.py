@@ -33,6 +33,9 @@ def create_app(config: dict | None = None, clock: Clock | None = None) -> Flask:
     app.config.update(from_environment(app.instance_path))
     app.config.update(config or {})
     app.config["SQLALCHEMY_DATABASE_URI"] = normalise_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # a server may drop a pooled connection, a SQLite file cannot: no ping round trip per request
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**app.config["SQLALCHEMY_ENGINE_OPTIONS"], "pool_pre_ping": False}
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
     app.extensions["doorstep_clock"] = clock or Clock()
@@ -130,7 +133,7 @@ def connect_signals() -> None:
 
 
 def register_hooks(app: Flask) -> None:
-    from crm.auth.routes import enforce_password_change
+    from crm.auth.routes import enforce_password_change, slide_session
     from crm.i18n import register_template_helpers
 
     @app.before_request
@@ -152,6 +155,7 @@ def register_hooks(app: Flask) -> None:
 
     app.before_request(check_request)
     app.before_request(enforce_password_change)
+    app.before_request(slide_session)
     connect_signals()
 
     @app.after_request

@@ -37,6 +37,8 @@ def from_environment(instance_path: str) -> dict:
         "LANGUAGES": {"ru": "Русский", "uk": "Українська", "en": "English"},
         "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session (offline queues wait days)
         "PERMANENT_SESSION_LIFETIME": timedelta(days=30),
+        # the 30 days slide once a day (crm.auth.routes.slide_session), not by re-signing every response
+        "SESSION_REFRESH_EACH_REQUEST": False,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": True,
@@ -44,6 +46,7 @@ def from_environment(instance_path: str) -> dict:
         "LOGIN_MAX_FAILURES": 5,
         "LOGIN_MAX_FAILURES_PER_ADDRESS": 30,
         "LOGIN_WINDOW_MINUTES": 15,
+        # create_app turns the ping off for SQLite (see there)
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
     }

@@ -215,3 +215,27 @@ def test_parallel_guesses_count_against_each_other(demo_app):
         checked = db.session.scalar(select(func.count()).select_from(LoginAttempt).where(
             LoginAttempt.login == "fin1", LoginAttempt.throttled.is_(False)))
         assert checked == limit
+
+
+def _session_cookie(response):
+    return [h for h in response.headers.getlist("Set-Cookie") if h.startswith("session=")]
+
+
+def test_the_session_slides_once_a_day_not_on_every_response(demo_client, clock):
+    """The cookie is re-issued on the first request of a day with 30 more days; the other
+    requests of that day send no Set-Cookie at all."""
+    from datetime import datetime, timezone
+    from email.utils import parsedate_to_datetime
+
+    login(demo_client, "agent1")
+    first = demo_client.get("/home")
+    later = demo_client.get("/home")
+    assert first.status_code == later.status_code == 200
+    assert _session_cookie(first) and not _session_cookie(later)
+    clock.advance(days=3)
+    next_day = demo_client.get("/home")
+    cookies = _session_cookie(next_day)
+    assert next_day.status_code == 200 and cookies
+    expires = parsedate_to_datetime(cookies[0].split("Expires=")[1].split(";")[0])
+    assert 29 <= (expires - datetime.now(timezone.utc)).days <= 30  # Flask dates the cookie by the wall clock
+    assert not _session_cookie(demo_client.get("/home"))

@@ -6,6 +6,7 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
 
+from crm import clock
 from crm.auth import services
 from crm.auth.forms import ChangePasswordForm, LanguageForm, LoginForm
 from crm.errors import DomainError
@@ -47,6 +48,16 @@ def _safe_next(target: str | None) -> str | None:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return None
     return target
+
+
+def slide_session():
+    """Keep a signed-in session alive for 30 days after the last day it was used: the cookie is
+    re-issued on the first request of each (UTC) day instead of on every response, which on the
+    phone's sync is a signature and a Set-Cookie saved per request."""
+    if session.permanent:
+        day = clock.now().date().isoformat()
+        if session.get("_day") != day:
+            session["_day"] = day
 
 
 def enforce_password_change():
