@@ -894,7 +894,6 @@ def profile(url: str, team: list[dict], tmp: str, n: int) -> None:
         (flask_app.session_interface, "save_session", "save the session cookie (Set-Cookie)"),
         (services, "record_visit", "record_visit as a whole"),
         (services, "_business_time", "  _business_time (parse + grace)"),
-        (services, "_lenient_day", "  _lenient_day (the visit's day for the zone check)"),
         (services, "_insert", "  _insert (check_gps + INSERT … ON CONFLICT DO NOTHING)"),
         (Session, "begin_nested", "Session.begin_nested (SAVEPOINT: contract items only)"),
         (Session, "commit", "Session.commit (COMMIT)"),

@@ -107,9 +107,8 @@ def _check_types(entry) -> None:
         value = getattr(entry, name)
         if value is None:
             continue
-        try:
-            expected = table.c[name].type.python_type
-        except NotImplementedError:
+        expected = _python_type(table.c[name].type)
+        if expected is None:
             continue
         if expected is int and isinstance(value, bool):
             raise TypeError(f"{table.name}.{name}: bool given for an integer")
@@ -258,8 +257,7 @@ def verify(session: Session, model, expect: tuple[int, str] | None = None, batch
     A hash that differs is re-checked with the typed row and ``canonical`` before it is
     reported, so a value the fast encoder does not know can slow a check, never fail it.
     """
-    dialect = session.get_bind().dialect.name
-    scan = _Scan.of(model, dialect)
+    scan = _Scan.of(model, session.get_bind().dialect)
     connection = session.connection().connection  # the DBAPI connection of this transaction
     cursor = connection.cursor()
     try:
@@ -366,10 +364,11 @@ class _Scan:
 
     _cache: ClassVar[dict] = {}
 
-    def __init__(self, model, dialect: str):
+    def __init__(self, model, sql_dialect):
         from crm.types import UTCDateTime
 
-        self.model, self.dialect = model, dialect
+        self.model, self.sql_dialect = model, sql_dialect
+        self.dialect = dialect = sql_dialect.name
         self.table = model.__table__.name
         self.fields = sorted(model.__chain_fields__)
         columns, self._fallback = [], {}
@@ -407,10 +406,10 @@ class _Scan:
         self.encode = namespace["encode"]
 
     @classmethod
-    def of(cls, model, dialect: str) -> "_Scan":
-        key = (model, dialect)
+    def of(cls, model, sql_dialect) -> "_Scan":
+        key = (model, sql_dialect.name)
         if key not in cls._cache:
-            cls._cache[key] = cls(model, dialect)
+            cls._cache[key] = cls(model, sql_dialect)
         return cls._cache[key]
 
     def run(self, connection, bounds: tuple[int, int] | None, prev: str | None, expect, batch: int) -> _Part:
@@ -468,14 +467,10 @@ class _Scan:
 
     def _exact(self, connection, row) -> bool:
         """The stored hash of ``row`` recomputed from its typed values and ``canonical``."""
-        from sqlalchemy import select as select_
-
         table = self.model.__table__
-        statement = select_(*[table.c[name] for name in self.fields]).where(table.c.position == row[0])
-        compiled = statement.compile(dialect=_dialect(self.dialect), compile_kwargs={"literal_binds": True})
         cursor = connection.cursor()
         try:
-            cursor.execute(str(compiled))
+            cursor.execute(f"SELECT {', '.join(self.fields)} FROM {self.table} WHERE position = {int(row[0])}")
             raw = cursor.fetchone()
         finally:
             cursor.close()
@@ -484,7 +479,7 @@ class _Scan:
         values = {}
         for name, value in zip(self.fields, raw):
             column_type = table.c[name].type
-            processor = column_type.result_processor(_dialect(self.dialect), None)
+            processor = column_type.result_processor(self.sql_dialect, None)
             values[name] = processor(value) if processor else value
         try:
             payload = canonical(row[0], row[1], values)
@@ -498,17 +493,6 @@ def _python_type(column_type):
         return column_type.python_type
     except NotImplementedError:
         return None
-
-
-def _dialect(name: str):
-    if name == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.dialect()
-    from sqlalchemy.dialects import sqlite
-
-    return sqlite.dialect()
-
 
 
 # --- guards --------------------------------------------------------------------------

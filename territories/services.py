@@ -66,12 +66,15 @@ def visible_zones(user: User | None):
     return query.where(Zone.territory_id.in_(visible_territories(user).with_only_columns(Territory.id)))
 
 
+def assignment_in_force(agent_id, day):
+    """The condition that a zone assignment of ``agent_id`` covers ``day`` (values or bind parameters)."""
+    return and_(ZoneAssignment.agent_id == agent_id, ZoneAssignment.valid_from <= day,
+                or_(ZoneAssignment.valid_to.is_(None), ZoneAssignment.valid_to >= day))
+
+
 def agent_zone_ids(agent: User, day: date | None = None):
     """A SELECT of the ids of the zones ``agent`` walks on ``day`` (today by default)."""
-    day = day or clock.today()
-    return select(ZoneAssignment.zone_id).where(
-        ZoneAssignment.agent_id == agent.id, ZoneAssignment.valid_from <= day,
-        or_(ZoneAssignment.valid_to.is_(None), ZoneAssignment.valid_to >= day))
+    return select(ZoneAssignment.zone_id).where(assignment_in_force(agent.id, day or clock.today()))
 
 
 def may_edit_territory(user: User | None, territory: Territory | None, region: User | None = None) -> bool:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Boolean, Date, Float, Integer, Text, bindparam, column, func, select, text
+from sqlalchemy import Date, bindparam, exists, func, literal, select, text
+from sqlalchemy.orm import aliased
 
 from crm import clock
 from crm.audit.services import record
@@ -25,7 +26,6 @@ from crm.extensions import db
 from crm.ledger.services import parse_local_datetime
 from crm.users.models import SALES_HEAD, SUPERVISOR, User
 from crm.visits import rules
-from crm.types import UTCDateTime
 from crm.visits.models import DoorUnlock, Visit
 from territories import services as territories
 from territories.models import Building, Territory
@@ -58,7 +58,10 @@ def _moment(raw, field: str) -> datetime:
 
 
 def _business_time(raw) -> datetime:
-    at = _moment(raw, "at")
+    return _in_grace(_moment(raw, "at"))
+
+
+def _in_grace(at: datetime) -> datetime:
     try:
         clock.check_business_time(at, clock.now(), grace=current_app.config["OFFLINE_GRACE"])
     except clock.BusinessTimeError as exc:
@@ -116,15 +119,23 @@ def _flat(building: Building, flat) -> int:
     return flat
 
 
+def _last_lock(building_id, flat):
+    """The id of the door's last locking visit (already_subscriber / do_not_knock, latest by business
+    time), as a scalar subquery; ``building_id`` and ``flat`` are values or bind parameters."""
+    return (select(Visit.id).where(Visit.building_id == building_id, Visit.flat == flat,
+                                   Visit.outcome.in_(sorted(rules.LOCKING)))
+            .order_by(Visit.at.desc(), Visit.id.desc()).limit(1).scalar_subquery())
+
+
+def _lifted(visit_id):
+    """An unlock lifted the locking visit ``visit_id`` (a column or a value)."""
+    return exists().where(DoorUnlock.visit_id == visit_id)
+
+
 def last_locking_visit(building_id: int, flat: int) -> Visit | None:
-    """The visit that locks this door now (already_subscriber / do_not_knock not lifted by an unlock)."""
-    visit = db.session.scalar(select(Visit).where(Visit.building_id == building_id, Visit.flat == flat,
-                                                  Visit.outcome.in_(rules.LOCKING))
-                              .order_by(Visit.at.desc(), Visit.id.desc()).limit(1))
-    if visit is None:
-        return None
-    lifted = db.session.scalar(select(DoorUnlock.id).where(DoorUnlock.visit_id == visit.id))
-    return None if lifted else visit
+    """The visit that locks this door now (its last locking visit, unless an unlock lifted it)."""
+    lock = aliased(Visit)
+    return db.session.scalar(select(lock).where(lock.id == _last_lock(building_id, flat), ~_lifted(lock.id)))
 
 
 def _refuse_if_locked(building: Building, flat: int, at: datetime) -> None:
@@ -142,51 +153,35 @@ class Outcome:
     contract: Contract | None = None
 
 
-#: What one visit item needs to know, in one round trip: the stored visit with this client id
-#: (a replay), the building and whether it lies in a zone the agent walks on the visit's day,
-#: and the door's lock — its last locking visit and whether an unlock lifted it. The phone's
-#: sync sends thousands of these an hour, so this is plain SQL on the session's connection.
-_DOOR_FACTS = text(f"""
-SELECT v.id, v.agent_id, v.request,
-       b.id, b.lat, b.lon, b.apartments,
-       EXISTS (SELECT 1 FROM zone_assignments za
-               WHERE za.agent_id = :agent_id AND za.zone_id = b.zone_id AND za.valid_from <= :day
-                 AND (za.valid_to IS NULL OR za.valid_to >= :day)) AS in_zone,
-       l.id, l.at, l.outcome,
-       EXISTS (SELECT 1 FROM door_unlocks u WHERE u.visit_id = l.id) AS lifted
-FROM (SELECT 1 AS one) AS o
-LEFT JOIN visits v ON v.client_id = :client_id
-LEFT JOIN buildings b ON b.id = :building_id
-LEFT JOIN visits l ON l.id = (
-    SELECT lv.id FROM visits lv
-    WHERE lv.building_id = :building_id AND lv.flat = :flat
-      AND lv.outcome IN ({", ".join(f"'{o}'" for o in sorted(rules.LOCKING))})
-    ORDER BY lv.at DESC, lv.id DESC LIMIT 1)
-""").bindparams(bindparam("day", type_=Date)).columns(
-    column("visit_id", Integer), column("visit_agent_id", Integer), column("visit_request", Text),
-    column("building_id", Integer), column("lat", Float), column("lon", Float), column("apartments", Integer),
-    column("in_zone", Boolean), column("lock_id", Integer), column("lock_at", UTCDateTime),
-    column("lock_outcome", Text), column("lifted", Boolean))
+def _door_facts_statement():
+    """What one visit item needs to know, in one round trip: the stored visit with this client id
+    (a replay), the building and whether it lies in a zone the agent walks on the visit's day,
+    and the door's lock — its last locking visit and whether an unlock lifted it. The phone's
+    sync sends thousands of these an hour: built once, run on the session's connection."""
+    from territories.models import ZoneAssignment
 
-_VISIT_COLUMNS = ("client_id", "agent_id", "supervisor_id", "building_id", "flat", "outcome", "note", "at",
-                  "recorded_at", "lat", "lon", "accuracy", "distance_m", "gps_colour", "flagged", "flag_reason",
-                  "callback_at", "competitor", "phone", "contract_id", "request")
+    replay, building, lock = aliased(Visit), aliased(Building), aliased(Visit)
+    in_zone = exists().where(ZoneAssignment.zone_id == building.zone_id,
+                             territories.assignment_in_force(bindparam("agent_id"), bindparam("day", type_=Date)))
+    one = select(literal(1).label("one")).subquery("one")
+    return (select(replay.id.label("visit_id"), replay.agent_id.label("visit_agent_id"),
+                   replay.request.label("visit_request"), building.id.label("building_id"), building.lat,
+                   building.lon, building.apartments, in_zone.label("in_zone"), lock.id.label("lock_id"),
+                   lock.at.label("lock_at"), lock.outcome.label("lock_outcome"), _lifted(lock.id).label("lifted"))
+            .select_from(one)
+            .outerjoin(replay, replay.client_id == bindparam("client_id"))
+            .outerjoin(building, building.id == bindparam("building_id"))
+            .outerjoin(lock, lock.id == _last_lock(bindparam("building_id"), bindparam("flat"))))
+
+
+_DOOR_FACTS = _door_facts_statement()
+_VISIT_COLUMNS = [c for c in Visit.__table__.columns if c.name != "id"]
 #: Stores a visit unless its client id is stored already (a parallel retry): then no row comes back.
 _INSERT_VISIT = text(
-    f"INSERT INTO visits ({', '.join(_VISIT_COLUMNS)}) VALUES ({', '.join(':' + c for c in _VISIT_COLUMNS)}) "
-    f"ON CONFLICT (client_id) DO NOTHING RETURNING id"
-).bindparams(*[bindparam(c, type_=UTCDateTime) for c in ("at", "recorded_at", "callback_at")],
-             bindparam("flagged", type_=Boolean))
+    f"INSERT INTO visits ({', '.join(c.name for c in _VISIT_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c.name for c in _VISIT_COLUMNS)}) ON CONFLICT (client_id) DO NOTHING RETURNING id"
+).bindparams(*[bindparam(c.name, type_=c.type) for c in _VISIT_COLUMNS])
 _STORED_VISIT = text("SELECT id, agent_id, request, contract_id FROM visits WHERE client_id = :client_id")
-
-
-def _lenient_day(raw) -> date:
-    """The company-time day of a raw ``at`` for the zone check, today if it does not parse (the
-    item is then refused for its time, after the replay check)."""
-    try:
-        return clock.ensure_utc(_moment(raw, "at")).astimezone(clock.company_zone()).date()
-    except DomainError:
-        return clock.today()
 
 
 def record_visit(agent: User, item: dict) -> Outcome:
@@ -196,8 +191,13 @@ def record_visit(agent: User, item: dict) -> Outcome:
                                                    "callback_at", "competitor", "phone")})
     building_id, flat = item.get("building_id"), item.get("flat")
     known_ids = isinstance(building_id, int) and not isinstance(building_id, bool) and abs(building_id) < 2**31
+    try:
+        moment, bad_time = _moment(item.get("at"), "at"), None
+    except DomainError as exc:  # refused below, after the replay check; meanwhile the zone is looked up for today
+        moment, bad_time = None, exc
+    day = clock.ensure_utc(moment).astimezone(clock.company_zone()).date() if moment else clock.today()
     facts = db.session.connection().execute(_DOOR_FACTS, {
-        "client_id": client_id, "agent_id": agent.id, "day": _lenient_day(item.get("at")),
+        "client_id": client_id, "agent_id": agent.id, "day": day,
         "building_id": building_id if known_ids else None,
         "flat": flat if isinstance(flat, int) and not isinstance(flat, bool) and abs(flat) < 2**31 else None,
     }).one()
@@ -208,7 +208,9 @@ def record_visit(agent: User, item: dict) -> Outcome:
         raise _invalid("outcome", _l("One of: %(outcomes)s.", outcomes=", ".join(rules.OUTCOMES)))
     if outcome == "signed":
         raise _invalid("outcome", _l("A signed door is sent as a contract item."))
-    at = _business_time(item.get("at"))
+    if bad_time is not None:
+        raise bad_time
+    at = _in_grace(moment)
     if facts.building_id is None or not facts.in_zone:
         raise _not_your_zone()
     if isinstance(flat, bool) or not isinstance(flat, int) or not 1 <= flat <= facts.apartments:
@@ -245,7 +247,7 @@ def _insert(agent, building_id, building_lat, building_lon, flat, outcome, at, c
             lat, lon, accuracy, **fields) -> tuple[int, bool]:
     """Store a visit; (its id, True), or (None, False) when a parallel retry stored this client id first."""
     gps = rules.check_gps(building_lat, building_lon, lat, lon, accuracy)
-    values = dict.fromkeys(_VISIT_COLUMNS)
+    values = dict.fromkeys(c.name for c in _VISIT_COLUMNS)
     values.update(client_id=client_id, agent_id=agent.id, supervisor_id=agent.manager_id, building_id=building_id,
                   flat=flat, outcome=outcome, at=at, recorded_at=clock.now(), lat=lat, lon=lon, accuracy=accuracy,
                   distance_m=round(gps.distance_m, 1) if gps.distance_m is not None else None,
