@@ -11,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from crm import chain
 from crm.clock import Clock
 from crm.config import from_environment
-from crm.database import configure_engine, normalise_url, write_intent
+from crm.database import READS_FIRST, configure_engine, normalise_url, write_intent
 from crm.extensions import babel, csrf, db, login_manager, migrate
 from crm.inputs import BoundedIntConverter, JSONProvider
 
@@ -33,9 +33,6 @@ def create_app(config: dict | None = None, clock: Clock | None = None) -> Flask:
     app.config.update(from_environment(app.instance_path))
     app.config.update(config or {})
     app.config["SQLALCHEMY_DATABASE_URI"] = normalise_url(app.config["SQLALCHEMY_DATABASE_URI"])
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        # a server may drop a pooled connection, a SQLite file cannot: no ping round trip per request
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**app.config["SQLALCHEMY_ENGINE_OPTIONS"], "pool_pre_ping": False}
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
     app.extensions["doorstep_clock"] = clock or Clock()
@@ -140,6 +137,8 @@ def register_hooks(app: Flask) -> None:
     def _write_intent():
         view = app.view_functions.get(request.endpoint)
         may_write = request.method not in SAFE_METHODS or getattr(view, "writes", False)
+        if may_write and getattr(view, "reads_first", False):
+            may_write = READS_FIRST  # the view calls crm.database.begin_writing before it writes
         g._write_intent_token = write_intent.set(may_write)
 
     @app.teardown_request

@@ -868,7 +868,7 @@ def profile(url: str, team: list[dict], tmp: str, n: int) -> None:
     sa_event.remove(engine.pool, "checkout", on_checkout)
     print(f"one sync request in-process: {len(statements)} SQL statements through SQLAlchemy, "
           f"{len(begins)} transaction(s) begun, {len(commits)} commit(s), {checkouts[0]} pool checkout(s)"
-          + " (each with a pool_pre_ping, not counted above)" + ":")
+          + " (PostgreSQL pings a connection only after it sat idle in the pool, not counted above)" + ":")
     for sql, seconds in statements:
         print(f"    {seconds * 1000:6.2f} ms  {textwrap.shorten(sql, 150, placeholder=' …')}")
 

@@ -46,7 +46,7 @@ def from_environment(instance_path: str) -> dict:
         "LOGIN_MAX_FAILURES": 5,
         "LOGIN_MAX_FAILURES_PER_ADDRESS": 30,
         "LOGIN_WINDOW_MINUTES": 15,
-        # create_app turns the ping off for SQLite (see there)
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # PostgreSQL: an idle pooled connection is pinged before use (crm.database.configure_engine)
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False},
         "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
     }

@@ -2,18 +2,26 @@
 
 SQLite transactions that may write begin with ``BEGIN IMMEDIATE`` so that two
 writers never race for a chain head (and never hit a stale-snapshot upgrade);
-safe requests (GET/HEAD/OPTIONS) read with a plain deferred ``BEGIN``.
+safe requests (GET/HEAD/OPTIONS) read with a plain deferred ``BEGIN``. A busy
+writing endpoint may read first (the signed-in user, its CSRF token) without the
+write lock and take it with ``begin_writing`` just before the reads its writes
+depend on, so that the one lock is held for the work that needs it.
 """
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.orm import scoped_session
 
-#: True while the current unit of work may write (CLI, POST requests, tests).
-write_intent: ContextVar[bool] = ContextVar("doorstep_write_intent", default=True)
+#: True while the current unit of work may write (CLI, POST requests, tests); False for
+#: safe requests; ``READS_FIRST`` until a ``reads_first`` view calls ``begin_writing``.
+write_intent: ContextVar[bool | None] = ContextVar("doorstep_write_intent", default=True)
+READS_FIRST = None
 
 
 def normalise_url(url: str) -> str:
@@ -24,8 +32,14 @@ def normalise_url(url: str) -> str:
     return url
 
 
+#: A pooled server connection unused for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_S = 10.0
+_IDLE_SINCE = "doorstep_idle_since"
+
+
 def configure_engine(engine: Engine) -> None:
     if engine.dialect.name != "sqlite":
+        _ping_idle_connections(engine)
         return
 
     @event.listens_for(engine, "connect")
@@ -42,7 +56,56 @@ def configure_engine(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write_intent.get() else "BEGIN")
+        intent = write_intent.get()
+        if intent is not READS_FIRST:  # reads first: each read is its own, until begin_writing
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if intent else "BEGIN")
+        connection.info[_WRITER] = bool(intent)
+
+
+_WRITER = "doorstep_writer"
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """``pool_pre_ping``, but only for a connection that sat idle in the pool: one used a
+    moment ago is alive, and a round trip per request is what a busy endpoint cannot spare.
+    A dead connection is replaced before use; if the server restarts under load, the
+    request already on a connection fails, and the pool then renews every connection."""
+
+    @event.listens_for(engine, "connect")
+    def _connected(dbapi_connection, record):
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection, record):
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, proxy):
+        since = record.info.get(_IDLE_SINCE)
+        if since is not None and time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError("the pooled connection is gone") from exc
+
+
+def begin_writing(session) -> None:
+    """From here on this unit of work may write: on SQLite, ``BEGIN IMMEDIATE`` is taken on
+    the session's connection (after ending a deferred read transaction, if one is open); the
+    session and its loaded objects stay as they are. Call it before the reads that the
+    writes depend on: what was read before it may be older than what the writes see."""
+    write_intent.set(True)  # the request's hook resets the variable when the request ends
+    session = session() if isinstance(session, scoped_session) else session
+    if session.get_bind().dialect.name != "sqlite" or not session.in_transaction():
+        return
+    connection = session.connection()
+    if not connection.info.get(_WRITER):
+        if connection.connection.driver_connection.in_transaction:
+            connection.exec_driver_sql("COMMIT")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.info[_WRITER] = True
 
 
 @contextmanager

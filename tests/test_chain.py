@@ -143,6 +143,51 @@ def test_chain_write_in_a_read_only_sqlite_transaction_is_refused(app, backend):
         write_intent.reset(token)
 
 
+@pytest.mark.parametrize("intent", ["reads first", "deferred"])
+def test_begin_writing_takes_the_sqlite_write_lock_only_when_called(app, backend, intent):
+    """A reads-first unit of work reads without the write lock (another writer may commit
+    meanwhile), and holds it from begin_writing to its commit; its loaded objects survive."""
+    if backend != "sqlite":
+        pytest.skip("SQLite's single-writer rule")
+    import sqlite3
+
+    from crm.database import READS_FIRST, begin_writing, write_intent
+    from crm.extensions import db
+
+    with operator(app):
+        audit.record("test.event", "thing", "first")
+
+    def other_writer_gets_the_lock() -> bool:
+        other = sqlite3.connect(db.engine.url.database, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError as exc:
+            assert "locked" in str(exc)
+            return False
+        finally:
+            other.close()
+
+    token = write_intent.set(READS_FIRST if intent == "reads first" else False)
+    try:
+        with app.app_context():
+            first = db.session.get(AuditEvent, 1)
+            driver = db.session.connection().connection.driver_connection
+            assert driver.in_transaction is (intent == "deferred")
+            assert other_writer_gets_the_lock()
+            with pytest.raises(RuntimeError):  # no chain write before the lock is taken
+                audit.record("test.event", "thing", 1)
+            begin_writing(db.session)
+            assert driver.in_transaction and not other_writer_gets_the_lock()
+            audit.record("test.event", "thing", f"after {first.object_id}")
+            db.session.commit()
+            assert other_writer_gets_the_lock()
+            assert db.session.get(AuditEvent, 2).object_id == "after first"
+    finally:
+        write_intent.reset(token)
+
+
 def test_fast_verify_reads_the_same_bytes_as_canonical(app):
     """verify() encodes raw driver values itself; it must agree with canonical() on every type."""
     from crm.extensions import db
