@@ -279,7 +279,8 @@ def sync():
 GUNICORN_CONF = '''\
 """Per sync request, in the worker: its time (pre_request -> post_request) and, for the app (not the
 bare module), its SQL through SQLAlchemy's events: statements, driver time, the time BEGIN [IMMEDIATE]
-took (SQLite: waiting for the write lock), COMMIT and the pool's pre-ping. Written at worker exit."""
+took (SQLite: waiting for the write lock, through crm.database.begin_immediate), COMMIT and the ping of an
+idle pooled connection. Written at worker exit."""
 import json
 import os
 import threading
@@ -322,6 +323,23 @@ def post_worker_init(worker):
     event.listen(engine, "before_cursor_execute", before)
     event.listen(engine, "after_cursor_execute", after)
     dialect = engine.dialect
+
+    import crm.database as database  # SQLite: BEGIN IMMEDIATE goes to the driver directly, wait included
+
+    begin_immediate = database.begin_immediate
+
+    def timed_begin(driver_connection):
+        t = time.perf_counter()
+        try:
+            return begin_immediate(driver_connection)
+        finally:
+            c, seconds = _counters(), time.perf_counter() - t
+            c["n"] += 1  # counted as the one statement it is (its two busy_timeout pragmas are not)
+            c["sql"] += seconds
+            c["begin"] += seconds
+            c["locked_at"] = time.perf_counter()
+
+    database.begin_immediate = timed_begin
 
     def timed(key, fn):
         def wrapper(*a, **kw):
