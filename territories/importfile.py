@@ -30,11 +30,6 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from shapely import polygons as _shapely_polygons
-from shapely.errors import GEOSException
-from shapely.geometry import shape
-from shapely.validation import explain_validity
-
 
 def N_(s: str) -> str:
     """Mark a message for translation extraction; returns it unchanged."""
@@ -325,6 +320,12 @@ def _geojson_location(geometry: Any) -> tuple[float, float, dict | None]:
         _check_lat_lon(lat, lon, lat, lon, _malformed_coordinates)
         return float(lat), float(lon), None
     if gtype == "Polygon" or gtype == "MultiPolygon":
+        # shapely loads with the first footprint, not with the app (start-up of every CLI command)
+        from shapely import polygons as _shapely_polygons
+        from shapely.errors import GEOSException
+        from shapely.geometry import shape
+        from shapely.validation import explain_validity
+
         _check_polygon_coordinates(gtype, coordinates, N_("empty footprint polygon"))
         footprint = {"type": gtype, "coordinates": coordinates}
         try:  # the common one-ring footprint skips shape()'s generic path

@@ -11,8 +11,8 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
-import numpy as np
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, bindparam, func, or_, select, update
 
@@ -22,8 +22,14 @@ from crm.database import lock_name
 from crm.errors import Conflict, DomainError, Forbidden, NotFound
 from crm.extensions import db
 from crm.users.models import AGENT, FINANCE, SALES_HEAD, SUPERVISOR, User
-from territories import geometry
 from territories.models import Building, Notification, PolygonVersion, Territory, Zone, ZoneAssignment
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from territories import geometry
+# numpy, shapely and pyproj (territories.geometry) load when a polygon is first handled, not at
+# start-up: a CLI command or a worker that never touches a map does not pay for them
 
 #: Second key of the advisory lock every membership writer takes (PostgreSQL).
 LOCK_CLASS_TERRITORIES = 2
@@ -110,6 +116,8 @@ def get_zone(user: User | None, zone_id: int) -> Zone:
 # ---------------------------------------------------------------- membership
 
 def _shape(polygon) -> object:
+    from territories import geometry
+
     return geometry.parse_polygon(polygon.geometry)
 
 
@@ -123,6 +131,10 @@ def active_polygons() -> tuple[list[tuple[int, object]], list[tuple[int, object]
 
 def locate(lats, lons, polygons=None) -> tuple[np.ndarray, np.ndarray]:
     """Territory id and zone id (0 = none) for each point, against the active polygons."""
+    import numpy as np
+
+    from territories import geometry
+
     territories, zones, zone_territory = polygons or active_polygons()
     lats, lons = np.asarray(lats, dtype=float), np.asarray(lons, dtype=float)
     territory_ids = geometry.assign_points(lats, lons, territories)
@@ -141,6 +153,8 @@ def recompute_membership(area=None) -> list[tuple[int, int | None, int | None, i
 
     Returns ``(building_id, old_territory, new_territory, old_zone, new_zone)`` for each change.
     """
+    import numpy as np
+
     table = Building.__table__
     query = select(table.c.id, table.c.lat, table.c.lon, table.c.territory_id, table.c.zone_id)
     if area is not None:
@@ -237,6 +251,8 @@ def _clean_name(name) -> str:
 
 
 def _shape_or_refuse(raw):
+    from territories import geometry
+
     try:
         return geometry.parse_polygon(raw)
     except geometry.GeometryError as exc:
@@ -297,6 +313,8 @@ def _check_supervisor(region: User, supervisor: User | None) -> None:
 def save_territory(actor: User | None, *, name: str, geometry_json, supervisor: User | None,
                    territory: Territory | None = None, region: User | None = None) -> PolygonChange:
     """Create (``territory`` None) or edit a territory: validate, keep the old geometry, re-place buildings."""
+    from territories import geometry
+
     _lock()
     if territory is not None and not territory.active:
         raise Conflict("retired", _l("Territory %(name)s is retired.", name=territory.name))
@@ -376,6 +394,8 @@ def _check_agent(territory: Territory, agent: User | None) -> None:
 def save_zone(actor: User | None, *, name: str, geometry_json, territory: Territory, zone: Zone | None = None,
               agent: User | None = None, valid_from: date | None = None, valid_to: date | None = None) -> PolygonChange:
     """Create or edit a zone inside ``territory``; optionally (re)assign it to ``agent``."""
+    from territories import geometry
+
     _lock()
     if not territory.active:
         raise Conflict("retired", _l("Territory %(name)s is retired.", name=territory.name))

@@ -188,3 +188,21 @@ def test_reset_password_is_the_operators_way_for_finance_accounts(demo_app):
         assert check_password(find_by_login("fin1"), new) and find_by_login("fin1").must_change_password
         assert check_password(find_by_login("head"), "typed-one-9")
     assert runner.invoke(args=["crm", "reset-password", "ghost"]).exit_code == 1
+
+
+def test_starting_the_app_leaves_the_map_libraries_unloaded(tmp_path):
+    """Every CLI command and worker builds the app; numpy, shapely and pyproj (about a fifth of
+    the start-up) load only when a polygon is first handled."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = ("import sys, app; app.create_app({'SQLALCHEMY_DATABASE_URI': sys.argv[1]}); "
+              "import territories.services, territories.importfile; "
+              "print(sorted(m for m in ('numpy', 'shapely', 'pyproj', 'geopandas', 'folium') if m in sys.modules)); "
+              "territories.services.locate([56.8], [60.6], ([], [], {})); "
+              "print(sorted(m for m in ('numpy', 'shapely', 'pyproj') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script, f"sqlite:///{tmp_path / 'start.db'}"], cwd=root,
+                         capture_output=True, text=True, timeout=120, check=True).stdout.splitlines()
+    assert out == ["[]", "['numpy', 'pyproj', 'shapely']"], out
