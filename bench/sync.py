@@ -331,13 +331,13 @@ def post_worker_init(worker):
     def timed_begin(driver_connection):
         t = time.perf_counter()
         try:
-            return begin_immediate(driver_connection)
+            begin_immediate(driver_connection)
         finally:
             c, seconds = _counters(), time.perf_counter() - t
             c["n"] += 1  # counted as the one statement it is (its two busy_timeout pragmas are not)
             c["sql"] += seconds
             c["begin"] += seconds
-            c["locked_at"] = time.perf_counter()
+        c["locked_at"] = time.perf_counter()  # only once the lock is held
 
     database.begin_immediate = timed_begin
 

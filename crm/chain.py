@@ -169,15 +169,15 @@ def lock_chains(session: Session) -> None:
     state = _state(session)
     if state["locked"]:
         return
-    state["locked"] = True
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
     elif bind.dialect.name == "sqlite":
         from crm.database import write_intent  # the begin hook lives there
 
-        if not write_intent.get():
-            raise RuntimeError("chain write in a read-only (deferred) SQLite transaction")
+        if not write_intent.get():  # refused every time, not only the first: nothing holds the lock
+            raise RuntimeError("chain write in a SQLite unit of work that does not hold the write lock")
+    state["locked"] = True
 
 
 def head(session: Session, model) -> tuple[int, str]:

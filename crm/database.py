@@ -16,7 +16,7 @@ from contextvars import ContextVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import scoped_session
 
 #: True while the current unit of work may write (CLI, POST requests, tests); False for
@@ -59,13 +59,23 @@ def configure_engine(engine: Engine) -> None:
     def _on_begin(connection):
         intent = write_intent.get()
         if intent:
-            begin_immediate(connection.connection.driver_connection)
+            try:
+                begin_immediate(connection.connection.driver_connection)
+            except sqlite3.OperationalError as exc:  # as SQLAlchemy would have raised it
+                raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
         elif intent is not READS_FIRST:  # reads first: each read is its own, until begin_writing
             connection.exec_driver_sql("BEGIN")
         connection.info[_WRITER] = bool(intent)
 
+    @event.listens_for(engine, "before_cursor_execute")
+    def _reads_only_before_begin_writing(connection, cursor, statement, parameters, context, executemany):
+        if write_intent.get() is READS_FIRST and not statement.lstrip()[:6].upper().startswith(_READS):
+            # it would commit on its own, outside the unit of work and without the write lock
+            raise RuntimeError("a write before crm.database.begin_writing in a reads-first unit of work")
+
 
 _WRITER = "doorstep_writer"
+_READS = ("SELECT", "WITH", "PRAGMA")
 #: How long a SQLite statement waits for a lock before "database is locked".
 BUSY_TIMEOUT_MS = 15000
 
@@ -84,7 +94,8 @@ def begin_immediate(driver_connection) -> None:
                 execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
+                if getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY) not in (sqlite3.SQLITE_BUSY,
+                                                                                 sqlite3.SQLITE_LOCKED):
                     raise
                 now = time.monotonic()
                 deadline = deadline or now + BUSY_TIMEOUT_MS / 1000
@@ -126,9 +137,12 @@ def begin_writing(session) -> None:
     """From here on this unit of work may write: on SQLite, ``BEGIN IMMEDIATE`` is taken on
     the session's connection (after ending a deferred read transaction, if one is open); the
     session and its loaded objects stay as they are. Call it before the reads that the
-    writes depend on: what was read before it may be older than what the writes see."""
-    write_intent.set(True)  # the request's hook resets the variable when the request ends
+    writes depend on: what was read before it (in the sync: the signed-in user, whose role,
+    state and manager it goes by) may be a moment older than what the writes see."""
     session = session() if isinstance(session, scoped_session) else session
+    if session.in_nested_transaction():
+        raise RuntimeError("begin_writing inside a savepoint: its COMMIT would end the savepoint too")
+    write_intent.set(True)  # the request's hook resets the variable when the request ends
     if session.get_bind().dialect.name != "sqlite" or not session.in_transaction():
         return
     connection = session.connection()
@@ -136,7 +150,10 @@ def begin_writing(session) -> None:
         driver = connection.connection.driver_connection
         if driver.in_transaction:
             driver.execute("COMMIT")
-        begin_immediate(driver)
+        try:
+            begin_immediate(driver)
+        except sqlite3.OperationalError as exc:
+            raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
         connection.info[_WRITER] = True
 
 

@@ -20,6 +20,7 @@ other records are still returned.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -29,6 +30,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
+
+
+@functools.cache
+def _shapely():
+    """shapely loads with the first footprint, not with the app (the start-up of every command)."""
+    from shapely import polygons
+    from shapely.errors import GEOSException
+    from shapely.geometry import shape
+    from shapely.validation import explain_validity
+
+    return polygons, GEOSException, shape, explain_validity
 
 
 def N_(s: str) -> str:
@@ -320,12 +332,7 @@ def _geojson_location(geometry: Any) -> tuple[float, float, dict | None]:
         _check_lat_lon(lat, lon, lat, lon, _malformed_coordinates)
         return float(lat), float(lon), None
     if gtype == "Polygon" or gtype == "MultiPolygon":
-        # shapely loads with the first footprint, not with the app (start-up of every CLI command)
-        from shapely import polygons as _shapely_polygons
-        from shapely.errors import GEOSException
-        from shapely.geometry import shape
-        from shapely.validation import explain_validity
-
+        _shapely_polygons, GEOSException, shape, explain_validity = _shapely()
         _check_polygon_coordinates(gtype, coordinates, N_("empty footprint polygon"))
         footprint = {"type": gtype, "coordinates": coordinates}
         try:  # the common one-ring footprint skips shape()'s generic path

@@ -176,8 +176,16 @@ def test_begin_writing_takes_the_sqlite_write_lock_only_when_called(app, backend
             driver = db.session.connection().connection.driver_connection
             assert driver.in_transaction is (intent == "deferred")
             assert other_writer_gets_the_lock()
-            with pytest.raises(RuntimeError):  # no chain write before the lock is taken
-                audit.record("test.event", "thing", 1)
+            for _attempt in range(2):  # no chain write before the lock is taken, the second time neither
+                with pytest.raises(RuntimeError):
+                    audit.record("test.event", "thing", 1)
+            if intent == "reads first":  # any other write would commit on its own, without the lock
+                with pytest.raises(RuntimeError, match="begin_writing"):
+                    db.session.execute(text("INSERT INTO notifications (user_id, kind, params, created_at) "
+                                            "VALUES (1, 'x', '{}', '2026-11-20 09:00:00.000000')"))
+            else:
+                with db.session.begin_nested(), pytest.raises(RuntimeError, match="savepoint"):
+                    begin_writing(db.session)
             begin_writing(db.session)
             assert driver.in_transaction and not other_writer_gets_the_lock()
             audit.record("test.event", "thing", f"after {first.object_id}")
