@@ -70,12 +70,20 @@ def version_in_force(at: datetime) -> RateVersion | None:
 
 
 def rates_of(version: RateVersion) -> commission.Rates:
+    """The version's rates in two statements (amounts with their codes, tiers), not one lazy
+    load per tariff: every signing and every phone's offer reads them."""
+    amounts = db.session.execute(
+        select(Tariff.code, RateAmount.amount).join(Tariff, Tariff.id == RateAmount.tariff_id)
+        .where(RateAmount.version_id == version.id)).all()
+    tiers = db.session.execute(
+        select(RateTier.activations, RateTier.bonus_per_activation).where(RateTier.version_id == version.id)
+        .order_by(RateTier.activations)).all()
     return commission.Rates(
         version_id=version.id,
-        amounts={a.tariff.code: a.amount for a in version.amounts},
+        amounts={code: amount for code, amount in amounts},
         override_bp=version.override_bp,
         clawback_days=version.clawback_days,
-        tiers=tuple((t.activations, t.bonus_per_activation) for t in version.tiers),
+        tiers=tuple((activations, bonus) for activations, bonus in tiers),
     )
 
 
