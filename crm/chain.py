@@ -188,36 +188,56 @@ def head(session: Session, model) -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, ZERO_HASH)
 
 
-def append(session: Session, entry: ChainMixin):
+def append(session: Session, entry: ChainMixin, *, new_key: bool = False):
     """Link ``entry`` after the current head, flush it, and return it.
 
     A replay of an existing idempotency key with the same values returns the
-    stored row; with different values it raises ``ChainConflict``.
+    stored row; with different values it raises ``ChainConflict``. ``new_key``: the
+    caller made the key up just now (a random UUID), so there is no stored row to look
+    for (the key's unique index still refuses the impossible collision).
     """
-    model = type(entry)
+    return append_all(session, [entry], new_keys=new_key)[0]
+
+
+def append_all(session: Session, entries: list, *, new_keys: bool = False) -> list:
+    """``append`` for several entries of one table, in order: one replay lookup for all their
+    keys and one flush (one INSERT) for the new ones. Returns the stored or new row of each."""
+    if not entries:
+        return []
+    model = type(entries[0])
     lock_chains(session)
-    existing = session.execute(
-        select(model).where(model.idempotency_key == entry.idempotency_key)
-    ).scalar_one_or_none()
-    if existing is not None:
-        new_values = entry.chain_values()
-        for name, old in existing.chain_values().items():
-            if name in model.__replay_ignore__:
-                continue
-            if old != new_values[name]:
-                raise ChainConflict(entry.idempotency_key, name)
-        return existing
-    _check_types(entry)
+    known: dict[str, Any] = {}
+    if not new_keys:
+        keys = [entry.idempotency_key for entry in entries]
+        known = {row.idempotency_key: row for row in session.scalars(
+            select(model).where(model.idempotency_key.in_(keys)))}
     heads = _state(session)["heads"]
     table = model.__tablename__
     last_pos, last_hash = heads[table] if table in heads else head(session, model)
-    entry.position = last_pos + 1
-    entry.prev_hash = last_hash
-    entry.hash = link_hash(last_hash, canonical(entry.position, entry.idempotency_key, entry.chain_values()))
-    session.add(entry)
+    out = []
+    for entry in entries:
+        existing = known.get(entry.idempotency_key)
+        if existing is not None:
+            _check_replay(model, existing, entry)
+            out.append(existing)
+            continue
+        _check_types(entry)
+        entry.position, entry.prev_hash = last_pos + 1, last_hash
+        entry.hash = link_hash(last_hash, canonical(entry.position, entry.idempotency_key, entry.chain_values()))
+        session.add(entry)
+        last_pos, last_hash = entry.position, entry.hash
+        known[entry.idempotency_key] = entry  # the same key twice in one call: the second is a replay
+        out.append(entry)
     session.flush()
-    _state(session)["heads"][table] = (entry.position, entry.hash)  # we hold the lock: nobody else appends
-    return entry
+    heads[table] = (last_pos, last_hash)  # we hold the lock: nobody else appends
+    return out
+
+
+def _check_replay(model, existing, entry) -> None:
+    new_values = entry.chain_values()
+    for name, old in existing.chain_values().items():
+        if name not in model.__replay_ignore__ and old != new_values[name]:
+            raise ChainConflict(entry.idempotency_key, name)
 
 
 # --- checking ------------------------------------------------------------------------

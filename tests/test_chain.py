@@ -211,3 +211,41 @@ def test_fast_verify_reads_the_same_bytes_as_canonical(app):
             assert row.hash == chain.link_hash(row.prev_hash, chain.canonical(row.position, row.idempotency_key, values))
         result = chain.verify(db.session, AuditEvent)
         assert result.ok and result.count == 2 and result.head_hash == rows[-1].hash
+
+
+def _event(key: str, object_id: str) -> AuditEvent:
+    at = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+    return AuditEvent(idempotency_key=key, at=at, recorded_at=at, actor_id=None, actor_label="cli",
+                      action="test.event", object_type="thing", object_id=object_id, subject_id=None,
+                      before=None, after=None, client_addr=None)
+
+
+def test_append_all_links_new_entries_in_one_insert_and_answers_replays_with_the_stored_rows(app):
+    from sqlalchemy import event
+
+    from crm.extensions import db
+
+    with operator(app) as session:
+        stored_hash = chain.append(session, _event("k1", "one")).hash
+    with operator(app) as session:
+        inserts = []
+        with app.app_context():
+            engine = db.engine
+        listener = lambda conn, cur, statement, *a: inserts.append(statement) if statement.startswith("INSERT") else None
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            rows = chain.append_all(session, [_event("k2", "two"), _event("k1", "one"), _event("k3", "three"),
+                                              _event("k2", "two")])
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        assert [r.position for r in rows] == [2, 1, 3, 2]  # a replay, inside the call too, is the first row
+        assert rows[1].hash == stored_hash and rows[3] is rows[0]
+        assert len(inserts) == 1
+    with operator(app) as session:
+        with pytest.raises(chain.ChainConflict) as err:
+            chain.append_all(session, [_event("k4", "four"), _event("k3", "changed")])
+        assert err.value.field == "object_id"
+        session.rollback()
+    with app.app_context():
+        result = chain.verify(db.session, AuditEvent)
+        assert result.ok and result.count == 3

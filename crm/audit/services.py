@@ -42,7 +42,7 @@ def record(action: str, object_type: str, object_id: Any = None, *, before: Any 
         after=_json(after),
         client_addr=actor.client_addr,
     )
-    return chain.append(db.session, event)
+    return chain.append(db.session, event, new_key=key is None)
 
 
 def changed_fields(before: dict | None, after: dict | None) -> list[str]:

@@ -178,7 +178,8 @@ def write_entries(specs: list[commission.EntrySpec], *, contract_id: int | None,
                   ref_position: int | None = None) -> list[LedgerEntry]:
     """Append entries to the chain (an idempotent replay returns the stored ones).
 
-    ``positions`` maps the idempotency keys of entries the specs refer to onto their positions;
+    ``positions`` maps the idempotency keys of stored entries the specs refer to onto their
+    positions (the rest are looked up in one statement);
     ``ref_position`` is the entry a manual adjustment corrects, and ``corrects_period`` the
     (closed) period it belongs to.
     """
@@ -187,21 +188,19 @@ def write_entries(specs: list[commission.EntrySpec], *, contract_id: int | None,
     period, corrects = period_for(at)
     if corrects is None and corrects_period is not None and corrects_period < period:
         corrects = corrects_period
-    written = []
-    for spec in specs:
-        ref = ref_position
-        if spec.ref_key:
-            ref = (positions or {}).get(spec.ref_key)
-            if ref is None:
-                ref = db.session.scalar(
-                    select(LedgerEntry.position).where(LedgerEntry.idempotency_key == spec.ref_key))
-        entry = LedgerEntry(
-            idempotency_key=spec.key, kind=spec.kind, bucket=spec.bucket, beneficiary_id=spec.beneficiary_id,
-            contract_id=contract_id, rate_version_id=rate_version_id, amount=spec.amount, at=clock.ensure_utc(at),
-            recorded_at=clock.now(), period=period, corrects_period=corrects, actor_id=actor.user_id,
-            actor_label=actor.label[:120], reason=reason, ref_position=ref)
-        written.append(chain.append(db.session, entry))
-    return written
+    positions = dict(positions or {})
+    missing = {spec.ref_key for spec in specs if spec.ref_key and spec.ref_key not in positions}
+    if missing:
+        positions.update(db.session.execute(select(LedgerEntry.idempotency_key, LedgerEntry.position)
+                                            .where(LedgerEntry.idempotency_key.in_(missing))).all())
+    recorded_at, at = clock.now(), clock.ensure_utc(at)
+    entries = [LedgerEntry(
+        idempotency_key=spec.key, kind=spec.kind, bucket=spec.bucket, beneficiary_id=spec.beneficiary_id,
+        contract_id=contract_id, rate_version_id=rate_version_id, amount=spec.amount, at=at,
+        recorded_at=recorded_at, period=period, corrects_period=corrects, actor_id=actor.user_id,
+        actor_label=actor.label[:120], reason=reason,
+        ref_position=positions.get(spec.ref_key) if spec.ref_key else ref_position) for spec in specs]
+    return chain.append_all(db.session, entries)
 
 
 def contract_entries(contract_id: int, *kinds: str) -> list[LedgerEntry]:
