@@ -23,6 +23,7 @@ from crm.extensions import db
 from crm.i18n import STATUS_NAMES
 from crm.ledger import commission
 from crm.ledger import services as ledger
+from crm.ledger.models import RateVersion
 from crm.users import scope
 from crm.users.models import AGENT, FINANCE, SALES_HEAD, SUPERVISOR, User
 from territories.models import Building
@@ -159,7 +160,7 @@ def sign(actor: User | None, *, agent: User, building: Building | None, flat, su
     if rates is not None:
         ledger.write_entries(commission.signing_entries(contract.number, agent.id, contract.supervisor_id, rates,
                                                         tariff.code, addon_codes),
-                             contract_id=contract.id, rate_version_id=version.id, at=at)
+                             contract_id=contract.id, rate_version_id=version.id, at=at, new_keys=True)
     audit.record("contract.sign", "contract", contract.number, at=at, subject_id=agent.id, after={
         "building": building.external_id, "flat": flat, "tariff": tariff.code, "addons": addon_codes,
         "rate_version": version.id if version else None, "supervisor": contract.supervisor_id})
@@ -218,12 +219,12 @@ def apply_event(contract: Contract, *, event: str, at: datetime, reason: str | N
                        {"event": _l("Not allowed from %(status)s.", status=names["from"])})
 
     contract.status = event
-    entries = []
-    version = contract.rate_version
     if event == "activated":
         contract.activated_at = at
     elif event == "cancelled":
         contract.cancelled_at, contract.cancel_reason = at, reason
+    entries = []
+    version = db.session.get(RateVersion, contract.rate_version_id) if contract.rate_version_id else None
     if version is not None and event in ("activated", "cancelled"):
         existing = ledger.contract_entries(contract.id, "accrual", "override", "earned")
         accruals = [(e.idempotency_key, e.beneficiary_id, e.amount) for e in existing if e.kind != "earned"]
@@ -234,8 +235,9 @@ def apply_event(contract: Contract, *, event: str, at: datetime, reason: str | N
             specs = commission.cancellation_entries(
                 contract.number, was_activated=from_status == "activated", accruals=accruals, earned=earned,
                 activated_at=contract.activated_at, cancelled_at=at, clawback_days=version.clawback_days)
+        # the table allows each of these steps once per contract: their entries cannot be stored yet
         entries = ledger.write_entries(specs, contract_id=contract.id, rate_version_id=version.id, at=at,
-                                       reason=reason, actor=actor,
+                                       reason=reason, actor=actor, new_keys=True,
                                        positions={e.idempotency_key: e.position for e in existing})
     answer = {"contract": contract.number, "status": contract.status, "event": event,
               "event_id": event_key.split(":", 1)[-1], "at": at.isoformat(),

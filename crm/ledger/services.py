@@ -175,8 +175,12 @@ def add_rate_version(actor, doc: dict) -> RateVersion:
 def write_entries(specs: list[commission.EntrySpec], *, contract_id: int | None, rate_version_id: int | None,
                   at: datetime, reason: str | None = None, actor: Actor | None = None,
                   positions: dict[str, int] | None = None, corrects_period: str | None = None,
-                  ref_position: int | None = None) -> list[LedgerEntry]:
+                  ref_position: int | None = None, new_keys: bool = False) -> list[LedgerEntry]:
     """Append entries to the chain (an idempotent replay returns the stored ones).
+
+    ``new_keys``: the caller knows no entry with these keys can be stored yet (a contract
+    signed in this unit of work; a lifecycle step the transition table allows only once), so
+    no replay lookup is made; the keys' unique index still refuses a second one.
 
     ``positions`` maps the idempotency keys of stored entries the specs refer to onto their
     positions (the rest are looked up in one statement);
@@ -200,7 +204,7 @@ def write_entries(specs: list[commission.EntrySpec], *, contract_id: int | None,
         recorded_at=recorded_at, period=period, corrects_period=corrects, actor_id=actor.user_id,
         actor_label=actor.label[:120], reason=reason,
         ref_position=positions.get(spec.ref_key) if spec.ref_key else ref_position) for spec in specs]
-    return chain.append_all(db.session, entries)
+    return chain.append_all(db.session, entries, new_keys=new_keys)
 
 
 def contract_entries(contract_id: int, *kinds: str) -> list[LedgerEntry]:
