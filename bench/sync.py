@@ -8,7 +8,8 @@
 Set-up (not measured): a migrated database with one sales head, one supervisor, ``--clients``
 agents, one territory cut into one zone per agent (assigned to them from today, through
 ``territories.services.save_territory`` / ``save_zone``), and ``--buildings-per-zone``
-buildings inside each zone imported through ``territories.importer.import_buildings``.
+buildings inside each zone imported through ``territories.importer.import_buildings``, and
+``--history-days`` days of ``--history-per-day`` past visits per agent (``seed_history``).
 
 Two gunicorn servers run side by side on the same database with the same settings
 (``--workers`` workers of ``--worker-class``, ``DATABASE_URL`` and ``SECRET_KEY`` in the
@@ -163,6 +164,51 @@ def build_team(url: str, n_agents: int, per_zone: int, seed: int) -> list[dict]:
                          "buildings": [tuple(b) for b in buildings]})
     common.dispose(app)
     return team
+
+
+HISTORY_PREFIX = "history-"
+HISTORY_COLUMNS = ("client_id", "agent_id", "supervisor_id", "building_id", "flat", "outcome", "at", "recorded_at",
+                   "lat", "lon", "accuracy", "distance_m", "gps_colour", "flagged", "flag_reason", "request")
+
+
+def seed_history(dbs, url: str, team: list[dict], days: int, per_day: int, seed: int) -> int:
+    """The visits a team in production has behind it: ``days`` past days of ``per_day`` doors per
+    agent (not_home / refused, so no door gets locked), inserted with the raw driver before
+    ``settle``. Without them the planner meets an empty visits table, plans its lookups as scans
+    and keeps those plans while the table grows under the run. Their client ids start with
+    ``HISTORY_PREFIX``, and the checks leave them out."""
+    from datetime import timedelta
+
+    from crm.visits.rules import check_gps
+
+    rng = random.Random(seed)
+    dt = common.sqlite_dt if dbs.dialect == "sqlite" else common.pg_dt
+    now = datetime.now(timezone.utc)
+    rows = []
+    for agent in team:
+        for day in range(days, 0, -1):
+            for _ in range(per_day):
+                building_id, lat, lon, apartments = rng.choice(agent["buildings"])
+                at = now - timedelta(days=day, seconds=rng.uniform(0, 8 * 3600))
+                item = {"building_id": building_id, "flat": rng.randint(1, apartments),
+                        "outcome": "not_home" if rng.random() < 0.7 else "refused", "at": at.isoformat(),
+                        "gps": {"lat": lat, "lon": lon, "accuracy": 10.0}}
+                gps = check_gps(lat, lon, lat, lon, 10.0)
+                request = json.dumps({k: item.get(k) for k in REQUEST_KEYS}, sort_keys=True, separators=(",", ":"),
+                                     ensure_ascii=False)
+                rows.append((f"{HISTORY_PREFIX}{uuid.uuid4()}", agent["id"], agent["supervisor_id"], building_id,
+                             item["flat"], item["outcome"], dt(at), dt(at), lat, lon, 10.0,
+                             round(gps.distance_m, 1) if gps.distance_m is not None else None, gps.colour,
+                             gps.flagged, gps.reason, request))
+    conn = dbs.raw_connect(url)
+    try:
+        cur = conn.cursor()
+        common.begin(dbs.dialect, cur)
+        cur.executemany(common.insert_sql(dbs.dialect, "visits", HISTORY_COLUMNS), rows)
+        common.commit(dbs.dialect, conn, cur)
+    finally:
+        conn.close()
+    return len(rows)
 
 
 def settle(dbs, url: str) -> None:
@@ -704,7 +750,8 @@ def make_plans(n_agents: int, total: int, rounds: int, share: float, rng: random
 def stored_rows(dbs, url: str) -> list[tuple]:
     conn = dbs.raw_connect(url)
     try:
-        return list(conn.execute(f"SELECT {', '.join(ROW_COLUMNS)} FROM visits ORDER BY id").fetchall())
+        return list(conn.execute(f"SELECT {', '.join(ROW_COLUMNS)} FROM visits "
+                                 f"WHERE client_id NOT LIKE '{HISTORY_PREFIX}%' ORDER BY id").fetchall())
     finally:
         conn.close()
 
@@ -1037,6 +1084,8 @@ def main(argv=None) -> int:
     parser.add_argument("--worker-class", choices=("sync", "gthread"), default="sync")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
     parser.add_argument("--buildings-per-zone", type=int, default=5)
+    parser.add_argument("--history-days", type=int, default=20, help="past days of visits in the table before the run")
+    parser.add_argument("--history-per-day", type=int, default=40, help="past visits per agent and day")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="the sync path in-process: SQL, stages, cProfile")
     parser.add_argument("--profile-requests", type=int, default=300)
@@ -1047,6 +1096,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         url = dbs.base(args.database_url)
         team = build_team(url, args.clients, args.buildings_per_zone, args.seed)
+        history = seed_history(dbs, url, team, args.history_days, args.history_per_day, args.seed)
         settle(dbs, url)
         setup = time.perf_counter() - t
         tmp = dbs.tmp
@@ -1054,7 +1104,8 @@ def main(argv=None) -> int:
             fh.write(BARE_MODULE)
         flats = sum(b[3] for a in team for b in a["buildings"])
         print(f"sync on {dialect}: {args.clients} agents (one supervisor), a zone each with "
-              f"{args.buildings_per_zone} buildings ({flats:,} flats in all); gunicorn {args.workers} "
+              f"{args.buildings_per_zone} buildings ({flats:,} flats in all), {history:,} past visits "
+              f"({args.history_days} days); gunicorn {args.workers} "
               f"{args.worker_class} workers" + (f" × {args.threads} threads" if args.worker_class == "gthread" else "")
               + f" per server; {args.clients} clients, {args.requests:,} requests per side in {args.rounds} "
               f"rounds, {args.retries:.0%} retries; set-up {setup:.1f} s, not measured; code {common.revision()}; "
