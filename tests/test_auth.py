@@ -239,3 +239,13 @@ def test_the_session_slides_once_a_day_not_on_every_response(demo_client, clock)
     expires = parsedate_to_datetime(cookies[0].split("Expires=")[1].split(";")[0])
     assert 29 <= (expires - datetime.now(timezone.utc)).days <= 30  # Flask dates the cookie by the wall clock
     assert not _session_cookie(demo_client.get("/home"))
+
+
+def test_a_session_naming_no_storable_user_id_is_anonymous(client):
+    """The user loader gets whatever id a (signed) session holds: one beyond any integer column
+    is nobody, not a database error."""
+    for session_id in ("99999999999999999999:x", "abc:x", ":x"):
+        with client.session_transaction() as session:
+            session["_user_id"] = session_id
+        response = client.get("/api/v1/me/zones")
+        assert response.status_code == 401, (session_id, response.status_code)
