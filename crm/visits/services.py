@@ -14,7 +14,7 @@ from datetime import datetime
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Date, bindparam, exists, func, literal, select, text
+from sqlalchemy import Date, bindparam, exists, func, literal, literal_column, select, text
 from sqlalchemy.orm import aliased
 
 from crm import clock
@@ -119,11 +119,15 @@ def _flat(building: Building, flat) -> int:
     return flat
 
 
+#: The outcomes that lock a door, written into the SQL (our own constants): no list parameter to
+#: expand on every execution of the sync's statement, and constants the planner can see.
+_LOCKING_OUTCOME = Visit.outcome.in_([literal_column(f"'{outcome}'") for outcome in sorted(rules.LOCKING)])
+
+
 def _last_lock(building_id, flat):
     """The id of the door's last locking visit (already_subscriber / do_not_knock, latest by business
     time), as a scalar subquery; ``building_id`` and ``flat`` are values or bind parameters."""
-    return (select(Visit.id).where(Visit.building_id == building_id, Visit.flat == flat,
-                                   Visit.outcome.in_(sorted(rules.LOCKING)))
+    return (select(Visit.id).where(Visit.building_id == building_id, Visit.flat == flat, _LOCKING_OUTCOME)
             .order_by(Visit.at.desc(), Visit.id.desc()).limit(1).scalar_subquery())
 
 
