@@ -65,7 +65,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
@@ -167,8 +167,7 @@ def build_team(url: str, n_agents: int, per_zone: int, seed: int) -> list[dict]:
 
 
 HISTORY_PREFIX = "history-"
-HISTORY_COLUMNS = ("client_id", "agent_id", "supervisor_id", "building_id", "flat", "outcome", "at", "recorded_at",
-                   "lat", "lon", "accuracy", "distance_m", "gps_colour", "flagged", "flag_reason", "request")
+HISTORY_COLUMNS = tuple(c for c in ROW_COLUMNS if c != "id")
 
 
 def seed_history(dbs, url: str, team: list[dict], days: int, per_day: int, seed: int) -> int:
@@ -177,8 +176,6 @@ def seed_history(dbs, url: str, team: list[dict], days: int, per_day: int, seed:
     ``settle``. Without them the planner meets an empty visits table, plans its lookups as scans
     and keeps those plans while the table grows under the run. Their client ids start with
     ``HISTORY_PREFIX``, and the checks leave them out."""
-    from datetime import timedelta
-
     from crm.visits.rules import check_gps
 
     rng = random.Random(seed)
@@ -194,8 +191,7 @@ def seed_history(dbs, url: str, team: list[dict], days: int, per_day: int, seed:
                         "outcome": "not_home" if rng.random() < 0.7 else "refused", "at": at.isoformat(),
                         "gps": {"lat": lat, "lon": lon, "accuracy": 10.0}}
                 gps = check_gps(lat, lon, lat, lon, 10.0)
-                request = json.dumps({k: item.get(k) for k in REQUEST_KEYS}, sort_keys=True, separators=(",", ":"),
-                                     ensure_ascii=False)
+                request = canonical(item)
                 rows.append((f"{HISTORY_PREFIX}{uuid.uuid4()}", agent["id"], agent["supervisor_id"], building_id,
                              item["flat"], item["outcome"], dt(at), dt(at), lat, lon, 10.0,
                              round(gps.distance_m, 1) if gps.distance_m is not None else None, gps.colour,

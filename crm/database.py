@@ -59,13 +59,9 @@ def configure_engine(engine: Engine) -> None:
     def _on_begin(connection):
         intent = write_intent.get()
         if intent:
-            try:
-                begin_immediate(connection.connection.driver_connection)
-            except sqlite3.OperationalError as exc:  # as SQLAlchemy would have raised it
-                raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+            _take_write_lock(connection.connection.driver_connection)
         elif intent is not READS_FIRST:  # reads first: each read is its own, until begin_writing
             connection.exec_driver_sql("BEGIN")
-        connection.info[_WRITER] = bool(intent)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _reads_only_before_begin_writing(connection, cursor, statement, parameters, context, executemany):
@@ -74,7 +70,6 @@ def configure_engine(engine: Engine) -> None:
             raise RuntimeError("a write before crm.database.begin_writing in a reads-first unit of work")
 
 
-_WRITER = "doorstep_writer"
 _READS = ("SELECT", "WITH", "PRAGMA")
 #: How long a SQLite statement waits for a lock before "database is locked".
 BUSY_TIMEOUT_MS = 15000
@@ -105,6 +100,13 @@ def begin_immediate(driver_connection) -> None:
             pause = min(pause * 2, 0.002)
     finally:
         execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def _take_write_lock(driver_connection) -> None:
+    try:
+        begin_immediate(driver_connection)
+    except sqlite3.OperationalError as exc:  # as SQLAlchemy would have raised it
+        raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
 
 
 def _ping_idle_connections(engine: Engine) -> None:
@@ -142,19 +144,16 @@ def begin_writing(session) -> None:
     session = session() if isinstance(session, scoped_session) else session
     if session.in_nested_transaction():
         raise RuntimeError("begin_writing inside a savepoint: its COMMIT would end the savepoint too")
+    if write_intent.get():
+        return  # a writer already: its transaction began with BEGIN IMMEDIATE
+    driver = None
+    if session.get_bind().dialect.name == "sqlite" and session.in_transaction():
+        driver = session.connection().connection.driver_connection  # begun under the old intent
     write_intent.set(True)  # the request's hook resets the variable when the request ends
-    if session.get_bind().dialect.name != "sqlite" or not session.in_transaction():
-        return
-    connection = session.connection()
-    if not connection.info.get(_WRITER):
-        driver = connection.connection.driver_connection
-        if driver.in_transaction:
+    if driver is not None:
+        if driver.in_transaction:  # a deferred read transaction
             driver.execute("COMMIT")
-        try:
-            begin_immediate(driver)
-        except sqlite3.OperationalError as exc:
-            raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
-        connection.info[_WRITER] = True
+        _take_write_lock(driver)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from crm.auth import services
 from crm.auth.forms import ChangePasswordForm, LanguageForm, LoginForm
 from crm.errors import DomainError
 from crm.extensions import db, login_manager
+from crm.inputs import MAX_ID
 from crm.users import services as users
 from crm.users.models import User, new_session_token
 
@@ -31,7 +32,7 @@ _USER_BY_ID = select(User).where(User.id == bindparam("user_id"))
 @login_manager.user_loader
 def load_user(session_id: str) -> User | None:
     user_id, _sep, token = (session_id or "").partition(":")
-    if not user_id.isdigit() or int(user_id) >= 2**31:
+    if not user_id.isdigit() or int(user_id) > MAX_ID:
         return None
     user = db.session.execute(_USER_BY_ID, {"user_id": int(user_id)}).scalar_one_or_none()
     if user is None or not user.active or user.session_token != token:

@@ -23,6 +23,7 @@ from crm.contracts import services as contracts
 from crm.contracts.models import Contract
 from crm.errors import Conflict, DomainError, Forbidden, NotFound
 from crm.extensions import db
+from crm.inputs import MAX_ID
 from crm.ledger.services import parse_local_datetime
 from crm.users.models import SALES_HEAD, SUPERVISOR, User
 from crm.visits import rules
@@ -113,10 +114,16 @@ def _locked(flat: int, outcome: str) -> Conflict:
                                       flat=flat, outcome=outcome), {"flat": _l("Locked.")})
 
 
-def _flat(building: Building, flat) -> int:
-    if isinstance(flat, bool) or not isinstance(flat, int) or not building.has_flat(flat):
-        raise _invalid("flat", _l("Flat must be a number from 1 to %(n)d.", n=building.apartments))
+def _flat(apartments: int, flat) -> int:
+    """``flat`` if the building (of ``apartments`` flats) has it, else a DomainError."""
+    if isinstance(flat, bool) or not isinstance(flat, int) or not 1 <= flat <= apartments:
+        raise _invalid("flat", _l("Flat must be a number from 1 to %(n)d.", n=apartments))
     return flat
+
+
+def _key(value) -> int | None:
+    """``value`` if it can be an id or a flat number in the database (an int column), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_ID else None
 
 
 #: The outcomes that lock a door, written into the SQL (our own constants): no list parameter to
@@ -194,17 +201,14 @@ def record_visit(agent: User, item: dict) -> Outcome:
     request = _canonical({k: item.get(k) for k in ("building_id", "flat", "outcome", "at", "gps", "note",
                                                    "callback_at", "competitor", "phone")})
     building_id, flat = item.get("building_id"), item.get("flat")
-    known_ids = isinstance(building_id, int) and not isinstance(building_id, bool) and abs(building_id) < 2**31
     try:
         moment, bad_time = _moment(item.get("at"), "at"), None
     except DomainError as exc:  # refused below, after the replay check; meanwhile the zone is looked up for today
         moment, bad_time = None, exc
     day = clock.ensure_utc(moment).astimezone(clock.company_zone()).date() if moment else clock.today()
     facts = db.session.connection().execute(_DOOR_FACTS, {
-        "client_id": client_id, "agent_id": agent.id, "day": day,
-        "building_id": building_id if known_ids else None,
-        "flat": flat if isinstance(flat, int) and not isinstance(flat, bool) and abs(flat) < 2**31 else None,
-    }).one()
+        "client_id": client_id, "agent_id": agent.id, "day": day, "building_id": _key(building_id),
+        "flat": _key(flat)}).one()
     if facts.visit_id is not None:
         return _replay(facts.visit_id, facts.visit_agent_id, facts.visit_request, agent, request)
     outcome = item.get("outcome")
@@ -217,8 +221,7 @@ def record_visit(agent: User, item: dict) -> Outcome:
     at = _in_grace(moment)
     if facts.building_id is None or not facts.in_zone:
         raise _not_your_zone()
-    if isinstance(flat, bool) or not isinstance(flat, int) or not 1 <= flat <= facts.apartments:
-        raise _invalid("flat", _l("Flat must be a number from 1 to %(n)d.", n=facts.apartments))
+    _flat(facts.apartments, flat)
     fields: dict = {}
     if outcome == "callback":
         fields["callback_at"] = clock.ensure_utc(_moment(item.get("callback_at"), "callback_at"))
@@ -289,7 +292,7 @@ def record_contract(agent: User, item: dict) -> Outcome:
         return outcome
     at = _business_time(item.get("at"))
     building = building_for(agent, item.get("building_id"), at)
-    flat = _flat(building, item.get("flat"))
+    flat = _flat(building.apartments, item.get("flat"))
     lat, lon, accuracy = _gps(item.get("gps"))
     _refuse_if_locked(building, flat, at)
     contract, created = contracts.sign(agent, agent=agent, building=building, flat=flat,
