@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import http.client
 import json
 import math
@@ -905,7 +906,8 @@ def profile(url: str, team: list[dict], tmp: str, n: int) -> None:
         conn.info["bench_t"] = time.perf_counter()
 
     def after(conn, cursor, statement, params, context, executemany):
-        statements.append((" ".join(statement.split()), time.perf_counter() - conn.info.pop("bench_t")))
+        statements.append((" ".join(statement.split()), time.perf_counter() - conn.info.pop("bench_t"),
+                           _in_transaction(conn.connection.driver_connection)))
 
     def on_checkout(*_a):
         checkouts[0] += 1
@@ -930,14 +932,16 @@ def profile(url: str, team: list[dict], tmp: str, n: int) -> None:
     print(f"one sync request in-process: {len(statements)} SQL statements through SQLAlchemy, "
           f"{len(begins)} transaction(s) begun, {len(commits)} commit(s), {checkouts[0]} pool checkout(s)"
           + " (PostgreSQL pings a connection only after it sat idle in the pool, not counted above)" + ":")
-    for sql, seconds in statements:
-        print(f"    {seconds * 1000:6.2f} ms  {textwrap.shorten(sql, 150, placeholder=' …')}")
+    for sql, seconds, in_transaction in statements:
+        where = "in a transaction" if in_transaction else "autocommit"
+        print(f"    {seconds * 1000:6.2f} ms  {where:<16}  {textwrap.shorten(sql, 130, placeholder=' …')}")
 
     # 2. stages over n requests (no profiler): wrap the pieces with timers
     spent: dict[str, float] = defaultdict(float)
     calls: Counter = Counter()
 
     def timed(label, fn):
+        @functools.wraps(fn)  # the view's own attributes too (reads_first: the hook looks for it)
         def wrapper(*a, **kw):
             t = time.perf_counter()
             try:
@@ -971,7 +975,7 @@ def profile(url: str, team: list[dict], tmp: str, n: int) -> None:
         t = time.perf_counter()
         one()
         wall += time.perf_counter() - t
-    sql_count, sql_time = len(statements), sum(s for _q, s in statements)
+    sql_count, sql_time = len(statements), sum(s for _q, s, _t in statements)
     sa_event.remove(engine, "before_cursor_execute", before)
     sa_event.remove(engine, "after_cursor_execute", after)
     for obj, name, original, had in saved:
@@ -987,7 +991,7 @@ def profile(url: str, team: list[dict], tmp: str, n: int) -> None:
             print(f"    {label:<62} {spent[label] / n * 1000:7.2f}   ({calls[label] / n:.0f}× a request)")
     print(f"    {'SQL (driver execute) in all':<62} {sql_time / n * 1000:7.2f}   "
           f"({sql_count / n:.1f} statements a request)")
-    kinds = Counter(s.split()[0].upper() for s, _t in statements)
+    kinds = Counter(s.split()[0].upper() for s, _s, _t in statements)
     print("    statements by kind per request: " + ", ".join(f"{k} {v / n:.1f}" for k, v in kinds.most_common()))
 
     # 3. cProfile
@@ -997,6 +1001,8 @@ def profile(url: str, team: list[dict], tmp: str, n: int) -> None:
         one()
     profiler.disable()
     stats = pstats.Stats(profiler)
+    if os.environ.get("BENCH_PROFILE_OUT"):
+        stats.dump_stats(os.environ["BENCH_PROFILE_OUT"])
     total = sum(v[2] for v in stats.stats.values())
     print(f"cProfile of {n} sync requests ({total / n * 1000:.2f} ms own time per request, profiler overhead "
           f"included); top 20 by own time:")
@@ -1045,6 +1051,13 @@ def profile(url: str, team: list[dict], tmp: str, n: int) -> None:
     print(f"in-process through the test client, {n} requests each, no profiler: sync {sync_ms:.2f} ms, "
           f"bare {bare_ms:.2f} ms per request (ratio of rates {bare_ms / sync_ms:.2f})")
     common.dispose(flask_app)
+
+
+def _in_transaction(driver) -> bool:
+    """Whether the driver connection is inside a transaction after a statement (sqlite3 or psycopg)."""
+    if hasattr(driver, "in_transaction"):
+        return driver.in_transaction
+    return driver.info.transaction_status != 0  # psycopg.pq.TransactionStatus.IDLE
 
 
 def short(filename: str) -> str:

@@ -166,16 +166,19 @@ def lock_chains(session: Session) -> None:
     PostgreSQL: a transaction advisory lock. SQLite: the write transaction was
     begun with ``BEGIN IMMEDIATE`` (see ``crm.database``), which already is the lock.
     """
+    from crm.database import SINGLE_STATEMENT, write_intent  # the begin hook lives there
+
     state = _state(session)
     if state["locked"]:
         return
+    intent = write_intent.get()
+    if intent is SINGLE_STATEMENT:  # autocommit: the lock would end with its own statement
+        raise RuntimeError("chain write in a single-statement unit of work: it needs a transaction")
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
     elif bind.dialect.name == "sqlite":
-        from crm.database import write_intent  # the begin hook lives there
-
-        if not write_intent.get():  # refused every time, not only the first: nothing holds the lock
+        if not intent:  # refused every time, not only the first: nothing holds the lock
             raise RuntimeError("chain write in a SQLite unit of work that does not hold the write lock")
     state["locked"] = True
 

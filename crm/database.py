@@ -6,6 +6,11 @@ safe requests (GET/HEAD/OPTIONS) read with a plain deferred ``BEGIN``. A busy
 writing endpoint may read first (the signed-in user, its CSRF token) without the
 write lock and take it with ``begin_writing`` just before the reads its writes
 depend on, so that the one lock is held for the work that needs it.
+
+PostgreSQL: the reads of such an endpoint run in autocommit (no ``BEGIN`` round trip);
+``begin_writing`` makes the next statement begin a transaction, or, when the unit of
+work writes a single statement (atomic on its own), leaves it in autocommit: the write
+then needs neither ``BEGIN`` nor ``COMMIT``, two of a one-visit sync's five round trips.
 """
 from __future__ import annotations
 
@@ -21,8 +26,10 @@ from sqlalchemy.orm import scoped_session
 
 #: True while the current unit of work may write (CLI, POST requests, tests); False for
 #: safe requests; ``READS_FIRST`` until a ``reads_first`` view calls ``begin_writing``.
-write_intent: ContextVar[bool | None] = ContextVar("doorstep_write_intent", default=True)
+write_intent: ContextVar[bool | str | None] = ContextVar("doorstep_write_intent", default=True)
 READS_FIRST = None
+#: After ``begin_writing(..., single_statement=True)`` on PostgreSQL: one write, in autocommit.
+SINGLE_STATEMENT = "single statement"
 
 
 def normalise_url(url: str) -> str:
@@ -41,6 +48,8 @@ _IDLE_SINCE = "doorstep_idle_since"
 def configure_engine(engine: Engine) -> None:
     if engine.dialect.name != "sqlite":
         _ping_idle_connections(engine)
+        if engine.dialect.name == "postgresql":
+            _autocommit_reads_first(engine)
         return
 
     @event.listens_for(engine, "connect")
@@ -57,20 +66,69 @@ def configure_engine(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
+        connection.connection.info.pop(_WROTE, None)
         intent = write_intent.get()
-        if intent:
+        if intent:  # a writer (a single statement too: its reads decide, under the lock, what it writes)
             _take_write_lock(connection.connection.driver_connection)
         elif intent is not READS_FIRST:  # reads first: each read is its own, until begin_writing
             connection.exec_driver_sql("BEGIN")
 
-    @event.listens_for(engine, "before_cursor_execute")
-    def _reads_only_before_begin_writing(connection, cursor, statement, parameters, context, executemany):
-        if write_intent.get() is READS_FIRST and not statement.lstrip()[:6].upper().startswith(_READS):
-            # it would commit on its own, outside the unit of work and without the write lock
-            raise RuntimeError("a write before crm.database.begin_writing in a reads-first unit of work")
+    event.listen(engine, "before_cursor_execute", _reads_only_before_begin_writing)
 
 
 _READS = ("SELECT", "WITH", "PRAGMA")
+#: The pooled connection's flags (its ``info``): autocommit set by this module; a write done.
+_AUTOCOMMIT, _WROTE = "doorstep_autocommit", "doorstep_wrote"
+
+
+def _reads_only_before_begin_writing(connection, cursor, statement, parameters, context, executemany):
+    intent = write_intent.get()
+    if intent is not READS_FIRST and intent is not SINGLE_STATEMENT:
+        return
+    if statement.lstrip()[:6].upper().startswith(_READS):
+        return
+    if intent is READS_FIRST:  # it would commit on its own, outside the unit of work (and on SQLite without the lock)
+        raise RuntimeError("a write before crm.database.begin_writing in a reads-first unit of work")
+    if connection.info.get(_WROTE):  # on PostgreSQL the first write is committed already: this one would be apart
+        raise RuntimeError("a second write in a single-statement unit of work")
+    connection.info[_WROTE] = True
+
+
+def _autocommit_reads_first(engine: Engine) -> None:
+    """PostgreSQL: a reads-first or single-statement unit of work runs in the driver's autocommit."""
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        fairy = connection.connection
+        fairy.info.pop(_WROTE, None)
+        intent = write_intent.get()
+        if intent is READS_FIRST or intent is SINGLE_STATEMENT:
+            driver = fairy.driver_connection
+            if not driver.autocommit:
+                driver.autocommit = True
+                fairy.info[_AUTOCOMMIT] = True
+        else:
+            _end_autocommit(fairy)
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection, record):
+        # the next unit of work gets its transaction; nothing may raise here (the pool would lose the slot)
+        if record is None or not record.info.pop(_AUTOCOMMIT, False) or dbapi_connection is None:
+            return  # None: invalidated (it died); its replacement starts outside autocommit
+        try:
+            dbapi_connection.autocommit = False
+        except engine.dialect.loaded_dbapi.Error:  # broken: never hand it out again in autocommit
+            record.invalidate(soft=True)
+
+    event.listen(engine, "before_cursor_execute", _reads_only_before_begin_writing)
+
+
+def _end_autocommit(fairy) -> None:
+    """The next statement on this PostgreSQL connection begins a transaction again."""
+    if fairy.info.pop(_AUTOCOMMIT, False):
+        fairy.driver_connection.autocommit = False
+
+
 #: How long a SQLite statement waits for a lock before "database is locked".
 BUSY_TIMEOUT_MS = 15000
 
@@ -135,25 +193,35 @@ def _ping_idle_connections(engine: Engine) -> None:
             raise DisconnectionError("the pooled connection is gone") from exc
 
 
-def begin_writing(session) -> None:
+def begin_writing(session, *, single_statement: bool = False) -> None:
     """From here on this unit of work may write: on SQLite, ``BEGIN IMMEDIATE`` is taken on
-    the session's connection (after ending a deferred read transaction, if one is open); the
-    session and its loaded objects stay as they are. Call it before the reads that the
-    writes depend on: what was read before it (in the sync: the signed-in user, whose role,
-    state and manager it goes by) may be a moment older than what the writes see."""
+    the session's connection (after ending a deferred read transaction, if one is open); on
+    PostgreSQL the next statement begins a transaction. The session and its loaded objects
+    stay as they are. Call it before the reads that the writes depend on: what was read
+    before it (in the sync: the signed-in user, whose role, state and manager it goes by)
+    may be a moment older than what the writes see.
+
+    ``single_statement``: the unit of work writes one statement, atomic by itself; a second
+    write or a chain write is refused on both databases. PostgreSQL runs it in autocommit,
+    with no ``BEGIN``/``COMMIT`` (a savepoint fails there); SQLite still takes the write lock,
+    which serialises the reads before the write with every other writer's."""
     session = session() if isinstance(session, scoped_session) else session
     if session.in_nested_transaction():
         raise RuntimeError("begin_writing inside a savepoint: its COMMIT would end the savepoint too")
     if write_intent.get():
         return  # a writer already: its transaction began with BEGIN IMMEDIATE
-    driver = None
-    if session.get_bind().dialect.name == "sqlite" and session.in_transaction():
-        driver = session.connection().connection.driver_connection  # begun under the old intent
-    write_intent.set(True)  # the request's hook resets the variable when the request ends
-    if driver is not None:
+    dialect = session.get_bind().dialect.name
+    fairy = session.connection().connection if session.in_transaction() else None  # begun under the old intent
+    write_intent.set(SINGLE_STATEMENT if single_statement else True)  # the request's hook resets it at the end
+    if fairy is None:
+        return
+    if dialect == "sqlite":
+        driver = fairy.driver_connection
         if driver.in_transaction:  # a deferred read transaction
             driver.execute("COMMIT")
         _take_write_lock(driver)
+    elif dialect == "postgresql" and not single_statement:
+        _end_autocommit(fairy)
 
 
 @contextmanager

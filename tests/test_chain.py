@@ -196,6 +196,58 @@ def test_begin_writing_takes_the_sqlite_write_lock_only_when_called(app, backend
         write_intent.reset(token)
 
 
+_NOTE = ("INSERT INTO login_attempts (login, at, succeeded, throttled) "
+         "VALUES (:kind, '2026-11-20 09:00:00.000000', false, false)")
+
+
+def _notes(app) -> list[str]:
+    """What another connection sees (a reader: on SQLite it never waits for the write lock)."""
+    from crm.database import write_intent
+    from crm.extensions import db
+
+    token = write_intent.set(False)
+    try:
+        with app.app_context():
+            return db.session.scalars(text("SELECT login FROM login_attempts ORDER BY id")).all()
+    finally:
+        write_intent.reset(token)
+
+
+def test_a_single_statement_unit_of_work_writes_once_and_never_a_chain(app, backend):
+    """begin_writing(single_statement=True): one write, atomic by itself. PostgreSQL commits it
+    as it runs (autocommit: no BEGIN/COMMIT); SQLite holds the write lock until the commit.
+    A second write or a chain write is refused on both; the next unit of work is as always."""
+    from crm.database import READS_FIRST, begin_writing, write_intent
+    from crm.extensions import db
+
+    token = write_intent.set(READS_FIRST)
+    try:
+        with app.app_context():
+            db.session.execute(text("SELECT 1"))  # the sign-in read
+            begin_writing(db.session, single_statement=True)
+            db.session.execute(text(_NOTE), {"kind": "one"})
+            assert _notes(app) == (["one"] if backend == "postgresql" else [])  # seen at once, before any commit
+            with pytest.raises(RuntimeError, match="second write"):
+                db.session.execute(text(_NOTE), {"kind": "two"})
+            for _attempt in range(2):
+                with pytest.raises(RuntimeError, match="single-statement"):
+                    audit.record("test.event", "thing", 1)
+            db.session.commit()
+    finally:
+        write_intent.reset(token)
+    assert _notes(app) == ["one"]
+    with operator(app):  # an ordinary unit of work on the same pool: a transaction, rolled back whole
+        from crm.extensions import db
+
+        db.session.execute(text(_NOTE), {"kind": "three"})
+        db.session.execute(text(_NOTE), {"kind": "four"})
+        db.session.rollback()
+        audit.record("test.event", "thing", "after")
+    assert _notes(app) == ["one"]
+    with app.app_context():
+        assert db.session.scalar(select(AuditEvent.object_id).order_by(AuditEvent.position.desc())) == "after"
+
+
 def test_fast_verify_reads_the_same_bytes_as_canonical(app):
     """verify() encodes raw driver values itself; it must agree with canonical() on every type."""
     from crm.extensions import db

@@ -727,6 +727,95 @@ def test_the_database_refuses_changes_to_visits_and_unlocks(field):
         assert db.session.scalars(select(DoorUnlock.reason)).all() == ["ошибка"]
 
 
+# ---------------------------------------------------------------- transactions of a sync (PostgreSQL)
+
+def test_on_postgresql_a_one_visit_sync_runs_in_autocommit_and_a_batch_in_one_transaction(field, backend):
+    """One visit is one INSERT, atomic by itself: no BEGIN/COMMIT round trips. A batch, or a
+    contract, is one transaction after the sign-in read; the pooled connection then serves the
+    next unit of work inside a transaction again."""
+    if backend != "postgresql":
+        pytest.skip("SQLite takes its write lock for every sync (tests/test_chain.py)")
+    from psycopg.pq import TransactionStatus
+    from sqlalchemy import event
+
+    from crm.extensions import db
+
+    with field.app.app_context():
+        engine = db.engine
+    seen: list[tuple[str, TransactionStatus]] = []
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement.split()[0].upper(), conn.connection.driver_connection.info.transaction_status))
+
+    w1, idle, in_transaction = field.b["w1"], TransactionStatus.IDLE, TransactionStatus.INTRANS
+    phone = Phone(field.app, "agent1")
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        one = visit(w1, 1)
+        assert statuses(phone.sync(one)) == ["created"]
+        assert [kind for kind, _status in seen] == ["SELECT", "SELECT", "INSERT"]
+        assert [status for _kind, status in seen] == [idle] * 3  # each statement committed on its own
+        seen.clear()
+        assert statuses(phone.sync(one)) == ["duplicate"]  # a retry: reads only
+        assert [status for _kind, status in seen] == [idle] * 2
+        seen.clear()
+        assert statuses(phone.sync(visit(w1, 2), visit(w1, 3, "refused"))) == ["created", "created"]
+        assert [kind for kind, _status in seen] == ["SELECT", "SELECT", "INSERT", "SELECT", "INSERT"]
+        assert [status for _kind, status in seen] == [idle] + [in_transaction] * 4
+        seen.clear()
+        assert statuses(phone.sync(contract(w1, 5))) == ["created"]
+        assert seen[0][1] == idle and {status for _kind, status in seen[1:]} == {in_transaction}
+        seen.clear()
+        with field.app.app_context():  # every pooled connection is back out of autocommit
+            for _ in range(engine.pool.checkedin() + 1):
+                db.session.execute(text("SELECT 1"))
+                db.session.commit()
+        assert [status for _kind, status in seen] == [in_transaction] * len(seen) and seen
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+    assert [(v.flat, v.outcome) for v in visits_of(field.app)] == [
+        (1, "not_home"), (2, "not_home"), (3, "refused"), (5, "signed")]
+
+
+def test_on_postgresql_a_sync_on_a_connection_that_died_fails_once_and_the_next_is_transactional(field, backend):
+    """The server restarted between two syncs: the request on the dead pooled connection fails
+    (500, nothing stored); the pool renews its connections and the next sync, a batch, is one
+    transaction again: no connection comes back from the pool in autocommit."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's pooled server connections")
+    from tests.conftest import _pg_admin_engine
+
+    from crm.extensions import db
+
+    w1 = field.b["w1"]
+    phone = Phone(field.app, "agent1")
+    assert statuses(phone.sync(visit(w1, 1))) == ["created"]
+    with field.app.app_context():
+        name = db.engine.url.database
+    admin = _pg_admin_engine()
+    try:
+        with admin.connect() as conn:
+            others = "SELECT pid FROM pg_stat_activity WHERE datname = :name AND pid <> pg_backend_pid()"
+            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM ({others}) AS o"), {"name": name})
+            for _ in range(200):
+                if not conn.execute(text(f"SELECT count(*) FROM ({others}) AS o"), {"name": name}).scalar():
+                    break
+                conn.execute(text("SELECT pg_sleep(0.01)"))
+    finally:
+        admin.dispose()
+    lost = visit(w1, 2)
+    response = phone.client.post("/api/v1/sync", json={"items": [lost]}, headers=phone.headers)
+    assert response.status_code == 500 and response.get_json()["error"]["code"] == "internal"
+    results = phone.sync(lost, visit(w1, 3))  # the phone kept it and sends it again
+    assert statuses(results) == ["created", "created"]
+    with field.app.app_context():
+        for _ in range(db.engine.pool.checkedin() + 1):
+            db.session.execute(text("SELECT 1"))
+            assert db.session.connection().connection.driver_connection.autocommit is False
+            db.session.commit()
+    assert [v.flat for v in visits_of(field.app)] == [1, 2, 3]
+
+
 # ---------------------------------------------------------------- the agent's day: revisits, leads, offer
 
 def test_the_day_lists_revisits_leads_and_what_is_on_offer(field):

@@ -45,8 +45,10 @@ def sync():
     if len(items) > MAX_ITEMS:
         raise ApiError(422, "invalid_body", _("At most %(n)d items per sync.", n=MAX_ITEMS))
     # the sign-in and CSRF checks read without the SQLite write lock; the replay, zone and
-    # lock checks below read under it, so two workers never decide on the same door at once
-    begin_writing(db.session)
+    # lock checks below read under it, so two workers never decide on the same door at once.
+    # One visit writes one row, its INSERT last (below): on PostgreSQL it needs no transaction
+    single = len(items) == 1 and isinstance(items[0], dict) and items[0].get("type") == "visit"
+    begin_writing(db.session, single_statement=single)
     results = []
     for item in items:
         client_id = item.get("client_id") if isinstance(item, dict) else None
