@@ -6,7 +6,7 @@ FLASK  := $(BIN)/flask --app app
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test setup deps assets translations browser db clean
+.PHONY: run test setup deps assets translations bytecode browser db clean
 
 run: setup db
 	$(FLASK) crm seed-demo
@@ -20,7 +20,7 @@ run: setup db
 test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-setup: deps translations assets
+setup: deps translations assets bytecode
 
 deps: $(STAMP)
 
@@ -44,6 +44,11 @@ $(NODE_STAMP): package.json package-lock.json
 
 translations: deps
 	$(BIN)/pybabel compile -d translations -f >/dev/null
+
+# The project's own modules compiled ahead: where PYTHONDONTWRITEBYTECODE is set (as on these
+# machines) Python would compile them again at every CLI command and worker start (~0.06 s).
+bytecode: deps
+	$(BIN)/python -m compileall -q -j 0 app.py crm territories migrations >/dev/null
 
 db: deps
 	$(FLASK) db upgrade

@@ -7,6 +7,7 @@ an unlock is audited. Services flush; the endpoint commits once per sync.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -164,11 +165,14 @@ class Outcome:
     contract: Contract | None = None
 
 
+@functools.cache
 def _door_facts_statement():
     """What one visit item needs to know, in one round trip: the stored visit with this client id
     (a replay), the building and whether it lies in a zone the agent walks on the visit's day,
     and the door's lock — its last locking visit and whether an unlock lifted it. The phone's
-    sync sends thousands of these an hour: built once, run on the session's connection."""
+    sync sends thousands of these an hour: built once, at the first sync (its aliases configure
+    every ORM mapper, which a CLI command like ``ledger verify`` never needs), run on the
+    session's connection."""
     from territories.models import ZoneAssignment
 
     replay, building, lock = aliased(Visit), aliased(Building), aliased(Visit)
@@ -185,7 +189,6 @@ def _door_facts_statement():
             .outerjoin(lock, lock.id == _last_lock(bindparam("building_id"), bindparam("flat"))))
 
 
-_DOOR_FACTS = _door_facts_statement()
 _VISIT_COLUMNS = [c for c in Visit.__table__.columns if c.name != "id"]
 #: Stores a visit unless its client id is stored already (a parallel retry): then no row comes back.
 _INSERT_VISIT = text(
@@ -206,7 +209,7 @@ def record_visit(agent: User, item: dict) -> Outcome:
     except DomainError as exc:  # refused below, after the replay check; meanwhile the zone is looked up for today
         moment, bad_time = None, exc
     day = clock.ensure_utc(moment).astimezone(clock.company_zone()).date() if moment else clock.today()
-    facts = db.session.connection().execute(_DOOR_FACTS, {
+    facts = db.session.connection().execute(_door_facts_statement(), {
         "client_id": client_id, "agent_id": agent.id, "day": day, "building_id": _key(building_id),
         "flat": _key(flat)}).one()
     if facts.visit_id is not None:
