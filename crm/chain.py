@@ -166,14 +166,13 @@ def lock_chains(session: Session) -> None:
     PostgreSQL: a transaction advisory lock. SQLite: the write transaction was
     begun with ``BEGIN IMMEDIATE`` (see ``crm.database``), which already is the lock.
     """
-    from crm.database import SINGLE_STATEMENT, write_intent  # the begin hook lives there
+    from crm.database import _refuse_outside_a_transaction, write_intent  # the begin hook lives there
 
     state = _state(session)
     if state["locked"]:
         return
+    _refuse_outside_a_transaction("a chain write")  # before begin_writing, or in a single statement
     intent = write_intent.get()
-    if intent is SINGLE_STATEMENT:  # autocommit: the lock would end with its own statement
-        raise RuntimeError("chain write in a single-statement unit of work: it needs a transaction")
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})

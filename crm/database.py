@@ -28,7 +28,7 @@ from sqlalchemy.orm import scoped_session
 #: safe requests; ``READS_FIRST`` until a ``reads_first`` view calls ``begin_writing``.
 write_intent: ContextVar[bool | str | None] = ContextVar("doorstep_write_intent", default=True)
 READS_FIRST = None
-#: After ``begin_writing(..., single_statement=True)`` on PostgreSQL: one write, in autocommit.
+#: After ``begin_writing(..., single_statement=True)``: one write (on PostgreSQL in autocommit).
 SINGLE_STATEMENT = "single statement"
 
 
@@ -123,6 +123,14 @@ def _autocommit_reads_first(engine: Engine) -> None:
     event.listen(engine, "before_cursor_execute", _reads_only_before_begin_writing)
 
 
+def _refuse_outside_a_transaction(what: str) -> None:
+    """A transaction lock taken in autocommit (PostgreSQL's reads-first or single-statement unit
+    of work) would end with its own statement; on SQLite nothing would hold the write lock."""
+    intent = write_intent.get()
+    if intent is READS_FIRST or intent is SINGLE_STATEMENT:
+        raise RuntimeError(f"{what} in a reads-first or single-statement unit of work: it needs a transaction")
+
+
 def _end_autocommit(fairy) -> None:
     """The next statement on this PostgreSQL connection begins a transaction again."""
     if fairy.info.pop(_AUTOCOMMIT, False):
@@ -202,7 +210,8 @@ def begin_writing(session, *, single_statement: bool = False) -> None:
     may be a moment older than what the writes see.
 
     ``single_statement``: the unit of work writes one statement, atomic by itself; a second
-    write or a chain write is refused on both databases. PostgreSQL runs it in autocommit,
+    write (counted per transaction: a commit starts the count again) or a transaction lock
+    (a chain write, ``lock_name``) is refused on both databases. PostgreSQL runs it in autocommit,
     with no ``BEGIN``/``COMMIT`` (a savepoint fails there); SQLite still takes the write lock,
     which serialises the reads before the write with every other writer's."""
     session = session() if isinstance(session, scoped_session) else session
@@ -250,6 +259,7 @@ def lock_name(session, lock_class: int, name: str) -> None:
     PostgreSQL: a two-key transaction advisory lock (its own key space, so it never meets
     the chain lock). SQLite: writers are serialised by BEGIN IMMEDIATE already.
     """
+    _refuse_outside_a_transaction("lock_name")
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy import text
 

@@ -217,13 +217,18 @@ def test_a_single_statement_unit_of_work_writes_once_and_never_a_chain(app, back
     """begin_writing(single_statement=True): one write, atomic by itself. PostgreSQL commits it
     as it runs (autocommit: no BEGIN/COMMIT); SQLite holds the write lock until the commit.
     A second write or a chain write is refused on both; the next unit of work is as always."""
-    from crm.database import READS_FIRST, begin_writing, write_intent
+    from crm.database import LOCK_CLASS_LOGIN, READS_FIRST, begin_writing, lock_name, write_intent
     from crm.extensions import db
 
     token = write_intent.set(READS_FIRST)
     try:
         with app.app_context():
             db.session.execute(text("SELECT 1"))  # the sign-in read
+            for _attempt in range(2):  # no transaction lock yet: on PostgreSQL it would end with its statement
+                with pytest.raises(RuntimeError, match="reads-first"):
+                    audit.record("test.event", "thing", 1)
+                with pytest.raises(RuntimeError, match="reads-first"):
+                    lock_name(db.session, LOCK_CLASS_LOGIN, "agent1")
             begin_writing(db.session, single_statement=True)
             db.session.execute(text(_NOTE), {"kind": "one"})
             assert _notes(app) == (["one"] if backend == "postgresql" else [])  # seen at once, before any commit
@@ -232,6 +237,8 @@ def test_a_single_statement_unit_of_work_writes_once_and_never_a_chain(app, back
             for _attempt in range(2):
                 with pytest.raises(RuntimeError, match="single-statement"):
                     audit.record("test.event", "thing", 1)
+                with pytest.raises(RuntimeError, match="single-statement"):
+                    lock_name(db.session, LOCK_CLASS_LOGIN, "agent1")
             db.session.commit()
     finally:
         write_intent.reset(token)

@@ -755,6 +755,11 @@ def test_on_postgresql_a_one_visit_sync_runs_in_autocommit_and_a_batch_in_one_tr
         assert statuses(phone.sync(one)) == ["created"]
         assert [kind for kind, _status in seen] == ["SELECT", "SELECT", "INSERT"]
         assert [status for _kind, status in seen] == [idle] * 3  # each statement committed on its own
+        raw = engine.raw_connection()  # the pool's own hand-out, no unit of work around it
+        try:
+            assert raw.driver_connection.autocommit is False
+        finally:
+            raw.close()
         seen.clear()
         assert statuses(phone.sync(one)) == ["duplicate"]  # a retry: reads only
         assert [status for _kind, status in seen] == [idle] * 2
