@@ -190,36 +190,34 @@ def test_reset_password_is_the_operators_way_for_finance_accounts(demo_app):
     assert runner.invoke(args=["crm", "reset-password", "ghost"]).exit_code == 1
 
 
-def test_starting_the_app_leaves_the_map_libraries_unloaded(tmp_path):
-    """Every CLI command and worker builds the app; numpy, shapely and pyproj (about a fifth of
-    the start-up) load only when a polygon is first handled."""
+def _lines_of_a_fresh_start(tmp_path, after_create_app: str) -> list[str]:
+    """The printed lines of ``after_create_app`` run in a new interpreter that has just built the app."""
     import os
     import subprocess
     import sys
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    script = ("import sys, app; app.create_app({'SQLALCHEMY_DATABASE_URI': sys.argv[1]}); "
-              "import territories.services, territories.importfile; "
-              "print(sorted(m for m in ('numpy', 'shapely', 'pyproj', 'geopandas', 'folium') if m in sys.modules)); "
-              "territories.services.locate([56.8], [60.6], ([], [], {})); "
-              "print(sorted(m for m in ('numpy', 'shapely', 'pyproj') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", script, f"sqlite:///{tmp_path / 'start.db'}"], cwd=root,
-                         capture_output=True, text=True, timeout=120, check=True).stdout.splitlines()
+    script = "import sys, app; app.create_app({'SQLALCHEMY_DATABASE_URI': sys.argv[1]}); " + after_create_app
+    return subprocess.run([sys.executable, "-c", script, f"sqlite:///{tmp_path / 'start.db'}"], cwd=root,
+                          capture_output=True, text=True, timeout=120, check=True).stdout.splitlines()
+
+
+def test_starting_the_app_leaves_the_map_libraries_unloaded(tmp_path):
+    """Every CLI command and worker builds the app; numpy, shapely and pyproj (about a fifth of
+    the start-up) load only when a polygon is first handled."""
+    out = _lines_of_a_fresh_start(tmp_path, (
+        "import territories.services, territories.importfile; "
+        "print(sorted(m for m in ('numpy', 'shapely', 'pyproj', 'geopandas', 'folium') if m in sys.modules)); "
+        "territories.services.locate([56.8], [60.6], ([], [], {})); "
+        "print(sorted(m for m in ('numpy', 'shapely', 'pyproj') if m in sys.modules))"))
     assert out == ["[]", "['numpy', 'pyproj', 'shapely']"], out
 
 
 def test_starting_the_app_leaves_the_orm_mappers_unconfigured_until_first_used(tmp_path):
     """Configuring every mapper costs a tenth of the start-up, and a command like ``ledger
     verify`` never needs it: nothing at import may build an ORM alias; the first query does it."""
-    import os
-    import subprocess
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    script = ("import sys, app; a = app.create_app({'SQLALCHEMY_DATABASE_URI': sys.argv[1]}); "
-              "from crm.visits.models import Visit; print(Visit.__mapper__.configured); "
-              "from crm.visits import services; services._door_facts_statement(); "
-              "print(Visit.__mapper__.configured)")
-    out = subprocess.run([sys.executable, "-c", script, f"sqlite:///{tmp_path / 'start.db'}"], cwd=root,
-                         capture_output=True, text=True, timeout=120, check=True).stdout.splitlines()
+    out = _lines_of_a_fresh_start(tmp_path, (
+        "from crm.visits.models import Visit; print(Visit.__mapper__.configured); "
+        "from crm.visits import services; services._door_facts_statement(); "
+        "print(Visit.__mapper__.configured)"))
     assert out == ["False", "True"], out
